@@ -1,0 +1,184 @@
+"""The checks themselves, independent of pytest plumbing. Each returns data or raises ``CheckFailure``
+with a message that names the model, fixture class, fixture and check and shows a readable diff."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .corpus import Case
+from .loading import collate_for, fixture_class, load_processor
+from .oracle import oracle_supervised_positions
+from .registry import FamilySpec
+
+IGNORE = -100
+
+
+class CheckFailure(AssertionError):
+    pass
+
+
+def header(spec: FamilySpec, case_id: str, check: str) -> str:
+    return f"[{spec.model_id} | {fixture_class(spec)} | fixture {case_id} | check {check}]"
+
+
+def runs(positions: list[int]) -> list[tuple[int, int]]:
+    """Group sorted positions into inclusive runs: [3,4,5,9] -> [(3,5),(9,9)]."""
+    out: list[tuple[int, int]] = []
+    for p in sorted(positions):
+        if out and p == out[-1][1] + 1:
+            out[-1] = (out[-1][0], p)
+        else:
+            out.append((p, p))
+    return out
+
+
+def decode_runs(tokenizer: Any, ids: list[int], positions: list[int]) -> list[str]:
+    return [f"  positions {a}-{b}: {tokenizer.decode(ids[a : b + 1])!r}" for a, b in runs(positions)]
+
+
+@dataclass(frozen=True)
+class Collated:
+    """One fixture through the family collate, plus the processor's unshifted ids for reference."""
+
+    batch: dict[str, torch.Tensor]
+    full_ids: list[int]   # processor input_ids of the row (unshifted, unpadded), [L]
+    rendered: str
+
+    @property
+    def supervised(self) -> list[int]:
+        """Positions in ``full_ids`` the collate supervises (labels are shifted: labels[t] -> t+1)."""
+        labels = self.batch["labels"][0]
+        return [t + 1 for t in (labels != IGNORE).nonzero().flatten().tolist()]
+
+
+def _images_in(conversation: list) -> list:
+    return [item["image"] for m in conversation if isinstance(m["content"], list)
+            for item in m["content"] if item.get("type") == "image"]
+
+
+def processor_ids(processor: Any, conversation: list) -> tuple[list[int], str]:
+    rendered = processor.apply_chat_template(conversation, tokenize=False)
+    images = _images_in(conversation)
+    kwargs = {"images": [im.convert("RGB") for im in images]} if images else {}
+    out = processor(text=[rendered], return_tensors="pt", **kwargs)
+    return out["input_ids"][0].tolist(), rendered
+
+
+_COLLATED: dict[tuple[str, str], Collated] = {}
+
+
+def collate_case(spec: FamilySpec, case: Case) -> Collated:
+    key = (spec.model_id, case.id)
+    if key not in _COLLATED:
+        _COLLATED[key] = _collate_case(spec, case)
+    return _COLLATED[key]
+
+
+def _collate_case(spec: FamilySpec, case: Case) -> Collated:
+    processor = load_processor(spec.model_id)
+    collate = collate_for(spec)
+    conversation = case.conversation
+    batch = collate([{"conversation": conversation}], processor)
+    full_ids, rendered = processor_ids(processor, case.conversation)
+    return Collated(batch, full_ids, rendered)
+
+
+def check_shift_contract(spec: FamilySpec, case: Case, c: Collated) -> None:
+    """input_ids == full[:-1]; every supervised label equals the next input token."""
+    where = header(spec, case.id, "labels")
+    ids = c.batch["input_ids"][0].tolist()
+    if ids != c.full_ids[:-1]:
+        raise CheckFailure(f"{where} collate input_ids are not the processor's ids minus the last position "
+                           f"(len {len(ids)} vs {len(c.full_ids)})")
+    labels = c.batch["labels"][0].tolist()
+    bad = [t for t, v in enumerate(labels) if v != IGNORE and v != c.full_ids[t + 1]]
+    if bad:
+        raise CheckFailure(f"{where} labels are not shifted by one: labels[t] != input_ids[t+1] at {runs(bad)}")
+
+
+def check_labels_vs_oracle(spec: FamilySpec, case: Case) -> None:
+    c = collate_case(spec, case)
+    check_shift_contract(spec, case, c)
+    processor = load_processor(spec.model_id)
+    turns = oracle_supervised_positions(processor, case.conversation, c.full_ids)
+    expected = sorted({p for t in turns for p in t.tokens if p > 0})
+    got = c.supervised
+    extra = sorted(set(got) - set(expected))
+    missing = sorted(set(expected) - set(got))
+    if extra or missing:
+        tok = processor.tokenizer
+        lines = [f"{header(spec, case.id, 'labels')} supervised tokens differ from the oracle"]
+        if extra:
+            lines += ["supervised but not an answer/closing token:", *decode_runs(tok, c.full_ids, extra)]
+        if missing:
+            lines += ["answer/closing tokens left unsupervised:", *decode_runs(tok, c.full_ids, missing)]
+        lines.append(f"rendered prompt: {c.rendered!r}")
+        raise CheckFailure("\n".join(lines))
+    n_assistant = sum(m["role"] == "assistant" for m in case.conversation)
+    if n_assistant and not got:
+        raise CheckFailure(f"{header(spec, case.id, 'labels')} sample has {n_assistant} assistant turn(s) "
+                           "but zero supervised tokens (nan loss)")
+
+
+def legacy_vs_template(spec: FamilySpec, case: Case) -> dict[str, list[int]]:
+    """Compare legacy ``build_labels`` with ``build_labels_from_template`` on the unshifted ids.
+
+    Returns ``{"mislabeled": positions legacy supervises that the template does not,
+    "missed": template positions legacy leaves out}``.
+    """
+    from vlmspec.collate_fns import build_labels, build_labels_from_template
+
+    processor = load_processor(spec.model_id)
+    c = collate_case(spec, case)
+    ids = torch.tensor([c.full_ids])
+    conversation = case.conversation
+    legacy = build_labels(ids, [conversation], processor)[0]
+    template = build_labels_from_template(ids, [conversation], processor)[0]
+    lpos = set((legacy != IGNORE).nonzero().flatten().tolist())
+    tpos = set((template != IGNORE).nonzero().flatten().tolist())
+    return {"mislabeled": sorted(lpos - tpos), "missed": sorted(tpos - lpos)}
+
+
+def golden_record(spec: FamilySpec, case: Case) -> dict[str, Any]:
+    """Readable snapshot of one fixture: rendered prompt, tokens, supervised spans, masks, media."""
+    c = collate_case(spec, case)
+    tok = load_processor(spec.model_id).tokenizer
+    pieces = tok.convert_ids_to_tokens(c.full_ids)
+    mask = c.batch["attention_mask"][0].tolist()
+    record: dict[str, Any] = {
+        "model": spec.model_id,
+        "fixture": case.id,
+        "fixture_class": fixture_class(spec),
+        "rendered": c.rendered,
+        "tokens": [f"{i} {p}" for i, p in zip(c.full_ids, pieces)],
+        "supervised": [{"tokens": f"{a}-{b}", "text": tok.decode(c.full_ids[a : b + 1])} for a, b in runs(c.supervised)],
+        "attention_masked": [f"{a}-{b}" for a, b in runs([i for i, m in enumerate(mask) if m == 0])],
+        "tensors": {k: "x".join(map(str, v.shape)) + f" {str(v.dtype).removeprefix('torch.')}"
+                    for k, v in sorted(c.batch.items())},
+    }
+    for key in ("image_grid_thw", "n_images_per_sample", "n_videos_per_sample", "video_grid_thw"):
+        if key in c.batch:
+            record[key] = json.dumps(c.batch[key].tolist())
+    if not case.has_media and "fake_image" in spec.checks:
+        record["fake_image"] = _fake_image_record(spec, case)
+    return record
+
+
+def _fake_image_record(spec: FamilySpec, case: Case) -> dict[str, Any]:
+    """Where the injected fake image lands and what the collate masks."""
+    from vlmspec.fake_image import inject_fake_image_into_conversation
+
+    processor = load_processor(spec.model_id)
+    batch = collate_for(spec)([{"conversation": inject_fake_image_into_conversation(case.conversation),
+                                "_injected_fake": True}], processor)
+    ids = batch["input_ids"][0].tolist()
+    masked = [i for i, m in enumerate(batch["attention_mask"][0].tolist()) if m == 0]
+    return {
+        "attention_masked": [f"{a}-{b}" for a, b in runs(masked)],
+        "masked_text": [processor.tokenizer.decode(ids[a : b + 1]) for a, b in runs(masked)],
+        "n_supervised": int((batch["labels"][0] != IGNORE).sum()),
+    }

@@ -1,0 +1,66 @@
+"""The fixture corpus: conversations stored as JSON under ``fixtures/conversations/``.
+
+Images are described by ``{"width", "height", "seed", "mode"}`` and generated deterministically, so
+the corpus is small, reviewable text.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+CONVERSATIONS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "conversations"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    description: str
+    raw: tuple  # JSON conversation, images still as descriptors (kept immutable via tuple of json strings)
+
+    @property
+    def conversation(self) -> list[dict[str, Any]]:
+        """A fresh conversation with generated PIL images (new objects every call)."""
+        return [_materialize_message(json.loads(m)) for m in self.raw]
+
+    @property
+    def has_media(self) -> bool:
+        return any('"type": "image"' in m or '"type": "video"' in m for m in self.raw)
+
+
+def generate_image(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Image:
+    """Deterministic noise image: the same descriptor always yields the same pixels."""
+    gen = torch.Generator().manual_seed(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    data = torch.randint(0, 256, (height, width, channels), generator=gen, dtype=torch.uint8).numpy()
+    return Image.fromarray(data[..., 0] if channels == 1 else data, mode)
+
+
+def _materialize_message(message: dict[str, Any]) -> dict[str, Any]:
+    content = message["content"]
+    if isinstance(content, list):
+        for item in content:
+            if item.get("type") == "image" and isinstance(item.get("image"), dict):
+                item["image"] = generate_image(**item["image"])
+    return message
+
+
+@lru_cache(maxsize=1)
+def load_corpus() -> tuple[Case, ...]:
+    cases = []
+    for path in sorted(CONVERSATIONS_DIR.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = tuple(json.dumps(m, ensure_ascii=False) for m in data["conversation"])
+        cases.append(Case(data["id"], data.get("description", ""), raw))
+    return tuple(cases)
+
+
+def copy_conversation(conversation):
+    return copy.deepcopy(conversation)

@@ -1,0 +1,47 @@
+"""syrupy extension that stores one readable JSON golden per (model, fixture) under ``golden/<model>/``.
+
+Files are ``golden/<model folder>/test_golden-<fixture>.json``. Each model has its own folder, and syrupy discovers snapshots per extension directory, so
+``--snapshot-update --model A`` never sees (or deletes) model B's goldens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
+
+
+class _GoldenJSON(SingleFileSnapshotExtension):
+    _write_mode = WriteMode.TEXT
+    file_extension = "json"
+    model_folder = ""
+
+    def serialize(self, data: Any, **kwargs: Any) -> str:
+        return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def dirname(cls, *, test_location) -> str:
+        return str(GOLDEN_DIR / cls.model_folder)
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location, index=0) -> str:
+        """``test_golden-<fixture id>``: the test-name prefix lets syrupy relate the file to its test.
+
+        The fixture id is the part after ``::`` of the parametrize id ``<model>::<fixture>``.
+        """
+        param = test_location.nodename.partition("[")[2].rstrip("]")
+        fixture = param.rpartition("::")[2] or param
+        suffix = f".{index}" if index else ""
+        return f"{test_location.testname.partition('[')[0]}-{re.sub(r'[^A-Za-z0-9_.]', '_', fixture)}{suffix}"
+
+
+@lru_cache(maxsize=None)
+def golden_extension(model_folder: str) -> type[SingleFileSnapshotExtension]:
+    name = "Golden_" + re.sub(r"\W", "_", model_folder)
+    return type(name, (_GoldenJSON,), {"model_folder": model_folder})

@@ -1,0 +1,82 @@
+"""Load what a check needs for one family: processor (from its offline pack), collate, tiny model."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any, Callable
+
+import torch
+
+from vlmspec.hub import PackError, load_pack, materialize
+from vlmspec.hub.recipe import family_folder
+
+from .registry import FamilySpec
+
+TRUST_REMOTE_CODE = {"enabled": False}
+
+
+@lru_cache(maxsize=None)
+def pack_for(model_id: str):
+    """The verified offline pack for a registered model (materialized on first use), or None."""
+    existing = load_pack(model_id)
+    if existing is not None:
+        return existing
+    try:
+        folder = family_folder(model_id)
+    except PackError:
+        return None
+    if folder.recipe is None:
+        return None
+    return materialize(model_id, folder=folder)
+
+
+@lru_cache(maxsize=None)
+def load_processor(model_id: str) -> Any:
+    from transformers import AutoProcessor
+
+    pack = pack_for(model_id)
+    kwargs: dict[str, Any] = {"trust_remote_code": TRUST_REMOTE_CODE["enabled"]}
+    if pack is not None:
+        kwargs["cache_dir"] = str(pack.cache_dir)
+    return AutoProcessor.from_pretrained(model_id, **kwargs)
+
+
+def fixture_class(spec: FamilySpec) -> str:
+    pack = pack_for(spec.model_id) if spec.registered else None
+    return pack.fixture_class if pack is not None else ("REAL" if not spec.registered else "UNKNOWN")
+
+
+def collate_for(spec: FamilySpec) -> Callable:
+    from vlmspec import collate_fns
+
+    if spec.collate == "auto":
+        return collate_fns.COLLATE_FNS.get(spec.processor_class, collate_fns.default_collate_fn) if hasattr(collate_fns, "COLLATE_FNS") else collate_fns.default_collate_fn
+    return getattr(collate_fns, spec.collate)
+
+
+@lru_cache(maxsize=None)
+def load_tiny_model(model_id: str, model_class: str) -> torch.nn.Module:
+    """Random-weight fp32 model from the pack's tiny ``config.json`` (seeded, eval mode)."""
+    import transformers
+    from transformers import AutoConfig
+
+    pack = pack_for(model_id)
+    if pack is None:
+        raise PackError(f"{model_id}: no pack, so no tiny config for a forward check")
+    config = AutoConfig.from_pretrained(model_id, cache_dir=str(pack.cache_dir))
+    config._attn_implementation = "eager"  # deterministic reference numerics
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class)(config).to(torch.float32).eval()
+    return model
+
+
+def resolve_module(model: torch.nn.Module, dotted: str) -> torch.nn.Module:
+    obj: Any = model
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

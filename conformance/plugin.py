@@ -1,0 +1,201 @@
+"""pytest plugin for the vlmspec conformance suite (registered through the ``pytest11`` entry point).
+
+Options select models (``--model``, ``--family``), list the registry (``--list-models``) and control
+network and remote code (``--online``, ``--trust-remote-code``). Tests that request the ``family``
+fixture are parametrized over the selected families; tests that request ``case`` over the fixture
+corpus. The terminal summary shows a per-model table with each model's fixture class.
+
+This module imports only the standard library at import time: it is loaded by every pytest run in
+an environment where vlmspec is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+_OUTCOMES_KEY = pytest.StashKey[dict]()
+_STATE: dict = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vlmspec", "vlmspec conformance")
+    group.addoption("--model", action="append", default=[], metavar="ID",
+                    help="HF model id to check (repeatable). Default: every registered model with a pack.")
+    group.addoption("--family", action="append", default=[], metavar="PREFIX",
+                    help="select registered models whose family or id starts with PREFIX (e.g. qwen)")
+    group.addoption("--list-models", action="store_true", help="print the family registry and exit")
+    group.addoption("--online", action="store_true",
+                    help="allow Hugging Face Hub access (default: HF_HUB_OFFLINE=1)")
+    group.addoption("--trust-remote-code", action="store_true",
+                    help="allow processors with remote code (off by default; shown in the report)")
+    group.addoption("--conformance-report", default="reports/conformance.json", metavar="PATH",
+                    help="where to write the JSON conformance report")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance(check): a vlmspec conformance check")
+    if not config.getoption("--online"):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    config.stash[_OUTCOMES_KEY] = defaultdict(lambda: defaultdict(list))
+
+
+def pytest_cmdline_main(config: pytest.Config):
+    if config.getoption("--list-models"):
+        from .registry import load_registry
+
+        from vlmspec.hub.recipe import PackError, family_folder
+
+        print(f"{'model id':<50} {'family':<10} {'class':<10} {'processor':<26} checks")
+        for spec in load_registry().values():
+            try:
+                klass = family_folder(spec.model_id).fixture_class
+            except PackError:
+                klass = "NO-DATA"
+            xf = f"  xfail: {len(spec.expected_failures)}" if spec.expected_failures else ""
+            print(f"{spec.model_id:<50} {spec.family:<10} {klass:<10} {spec.processor_class:<26} {','.join(spec.checks)}{xf}")
+        return 0
+    return None
+
+
+def _has_family_data(model_id: str) -> bool:
+    from vlmspec.hub import load_pack
+    from vlmspec.hub.recipe import PackError, family_folder
+
+    try:
+        return family_folder(model_id).recipe is not None
+    except PackError:
+        return load_pack(model_id, verify=False) is not None
+
+
+def selected_specs(config: pytest.Config) -> list:
+    if "specs" in _STATE:
+        return _STATE["specs"]
+    from .loading import TRUST_REMOTE_CODE, load_processor
+    from .registry import adhoc_spec, closest_ids, load_registry
+
+    TRUST_REMOTE_CODE["enabled"] = bool(config.getoption("--trust-remote-code"))
+    registry = load_registry()
+    specs = []
+    for model_id in config.getoption("--model"):
+        if model_id in registry:
+            specs.append(registry[model_id])
+            continue
+        close = closest_ids(model_id)
+        if len(close) == 1 and close[0].lower().startswith(model_id.lower()):
+            _STATE.setdefault("notes", []).append(f"--model {model_id} taken as {close[0]} (unambiguous prefix)")
+            specs.append(registry[close[0]])
+            continue
+        try:
+            processor = load_processor(model_id)
+        except Exception as exc:
+            hint = f" Closest registered ids: {', '.join(close)}." if close else ""
+            raise pytest.UsageError(f"--model {model_id}: not in the registry and cannot be loaded "
+                                    f"({type(exc).__name__}: {str(exc)[:200]}).{hint}") from None
+        specs.append(adhoc_spec(model_id, processor))
+    for prefix in config.getoption("--family"):
+        hits = [s for s in registry.values() if s.family.lower().startswith(prefix.lower())
+                or s.model_id.lower().startswith(prefix.lower())]
+        if not hits:
+            raise pytest.UsageError(f"--family {prefix}: no registered model matches (families: "
+                                    f"{', '.join(sorted({s.family for s in registry.values()}))})")
+        specs.extend(hits)
+    if not config.getoption("--model") and not config.getoption("--family"):
+        specs = [s for s in registry.values() if _has_family_data(s.model_id)]
+    specs = list({s.model_id: s for s in specs}.values())
+    _STATE["specs"] = specs
+    return specs
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = metafunc.fixturenames
+    if "family" not in names:
+        return
+    check = getattr(metafunc.module, "CHECK", None)
+    specs = [s for s in selected_specs(metafunc.config) if check is None or check in s.checks]
+    if "case" in names:
+        from .corpus import load_corpus
+
+        case_filter = getattr(metafunc.module, "case_filter", lambda case: True)
+        pairs = [(s, c) for s in specs for c in load_corpus() if case_filter(c)]
+        metafunc.parametrize(("family", "case"), pairs, ids=[f"{s.model_id}::{c.id}" for s, c in pairs])
+    else:
+        metafunc.parametrize("family", specs, ids=[s.model_id for s in specs])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        spec = callspec.params.get("family") if callspec else None
+        if spec is None or not hasattr(spec, "expected_failure"):
+            continue
+        check = getattr(item.module, "CHECK", item.name)
+        case = callspec.params.get("case")
+        xf = spec.expected_failure(check, getattr(case, "id", None))
+        if xf is not None:
+            reason = xf.reason + (f" ({xf.link})" if xf.link else "")
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+        item.user_properties.append(("vlmspec", {"model": spec.model_id, "check": check,
+                                                 "case": getattr(case, "id", None)}))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    info = dict(report.user_properties).get("vlmspec")
+    if info is None:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
+        if hasattr(report, "wasxfail") and report.passed:
+            outcome = "xpassed"
+        _STATE.setdefault("outcomes", defaultdict(lambda: defaultdict(list)))[info["model"]][info["check"]].append(
+            {"case": info["case"], "outcome": outcome})
+
+
+def _fixture_class(model_id: str) -> str:
+    try:
+        from .loading import pack_for
+
+        pack = pack_for(model_id)
+        return pack.fixture_class if pack is not None else "REAL (hub)"
+    except Exception:
+        return "UNKNOWN"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    outcomes = _STATE.get("outcomes")
+    if not outcomes:
+        return
+    tr = terminalreporter
+    tr.section("vlmspec conformance")
+    for note in _STATE.get("notes", []):
+        tr.write_line(f"note: {note}")
+    import transformers
+
+    tr.write_line(f"implementation: vlmspec | transformers {transformers.__version__} | "
+                  f"trust_remote_code={'ON' if config.getoption('--trust-remote-code') else 'off'} | "
+                  f"hub={'online' if config.getoption('--online') else 'offline'}")
+    report = {"implementation": "vlmspec", "transformers": transformers.__version__,
+              "trust_remote_code": bool(config.getoption("--trust-remote-code")), "models": {}}
+    for model_id, checks in outcomes.items():
+        klass = _fixture_class(model_id)
+        tr.write_line(f"{model_id}  [{klass}]")
+        report["models"][model_id] = {"fixture_class": klass, "checks": {}}
+        for check, results in checks.items():
+            counts: dict[str, int] = defaultdict(int)
+            for r in results:
+                counts[r["outcome"]] += 1
+            summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            status = "FAIL" if counts.get("failed") or counts.get("xpassed") else "ok"
+            tr.write_line(f"  {check:<28} {status:<5} {summary}")
+            report["models"][model_id]["checks"][check] = {"status": status, "counts": dict(counts), "results": results}
+    path = Path(config.getoption("--conformance-report"))
+    if not path.is_absolute():
+        path = Path(config.rootpath) / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    tr.write_line(f"report written to {path}")

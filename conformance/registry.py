@@ -1,0 +1,95 @@
+"""Family registry: one JSON record per HF model id under ``fixtures/families/``. Families are data."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "families"
+CHECKS = ("labels", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden")
+
+
+@dataclass(frozen=True)
+class ExpectedFailure:
+    check: str
+    reason: str
+    fixtures: tuple[str, ...] = ()  # empty = every fixture
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What the suite needs to know about one model id."""
+
+    model_id: str
+    family: str
+    processor_class: str
+    collate: str
+    checks: tuple[str, ...]
+    model_class: str | None = None
+    vision_module: str | None = None
+    vision_tokens: tuple[str, ...] = ()
+    expected_failures: tuple[ExpectedFailure, ...] = ()
+    registered: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        return self.model_id.replace("/", "--")
+
+    def expected_failure(self, check: str, fixture: str | None = None) -> ExpectedFailure | None:
+        for xf in self.expected_failures:
+            if xf.check == check and (not xf.fixtures or fixture in xf.fixtures):
+                return xf
+        return None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "<record>") -> "FamilySpec":
+        known = {"model_id", "family", "processor_class", "collate", "checks", "model_class", "vision_module",
+                 "vision_tokens", "expected_failures"}
+        try:
+            checks = tuple(data["checks"])
+            unknown = set(checks) - set(CHECKS)
+            if unknown:
+                raise ValueError(f"{source}: unknown checks {sorted(unknown)} (known: {CHECKS})")
+            return cls(
+                model_id=data["model_id"], family=data["family"], processor_class=data["processor_class"],
+                collate=data["collate"], checks=checks, model_class=data.get("model_class"),
+                vision_module=data.get("vision_module"), vision_tokens=tuple(data.get("vision_tokens", ())),
+                expected_failures=tuple(
+                    ExpectedFailure(x["check"], x["reason"], tuple(x.get("fixtures", ())), x.get("link", ""))
+                    for x in data.get("expected_failures", ())
+                ),
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+        except KeyError as exc:
+            raise ValueError(f"{source}: family record is missing {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def load_registry() -> dict[str, FamilySpec]:
+    specs = {}
+    for path in sorted(FAMILIES_DIR.glob("*.json")):
+        spec = FamilySpec.from_json(json.loads(path.read_text(encoding="utf-8")), str(path))
+        specs[spec.model_id] = spec
+    return specs
+
+
+def closest_ids(model_id: str, n: int = 3) -> list[str]:
+    ids = list(load_registry())
+    lowered = {i.lower(): i for i in ids}
+    hits = [lowered[m] for m in difflib.get_close_matches(model_id.lower(), list(lowered), n=n, cutoff=0.4)]
+    # prefix matches first: 'Qwen/Qwen2.5-VL-3B' -> 'Qwen/Qwen2.5-VL-3B-Instruct'
+    prefix = [i for i in ids if i.lower().startswith(model_id.lower())]
+    return list(dict.fromkeys(prefix + hits))[:n]
+
+
+def adhoc_spec(model_id: str, processor: Any) -> FamilySpec:
+    """A record for an unregistered model that the Hub (or the HF cache) provides: label checks only."""
+    return FamilySpec(model_id=model_id, family=model_id.split("/")[0].lower(),
+                      processor_class=type(processor).__name__, collate="auto",
+                      checks=("labels", "label_consistency"), registered=False)

@@ -1,0 +1,1 @@
+"""Implementation of :mod:`vlmspec.collate_fns` (the documented facade)."""

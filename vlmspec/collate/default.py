@@ -1,0 +1,187 @@
+"""The default VLM collate and the shared steps every chat-template collate runs.
+
+Output contract (SPEC "Collate output"): a dict of tensors, every token tensor ``[B, L-1]``;
+``labels: [B, L-1], -100 = ignore, already shifted`` (``labels[:, t]`` is the target for
+``input_ids[:, t]``); ``pixel_values`` / ``pixel_values_videos`` in bfloat16;
+``n_images_per_sample`` / ``n_videos_per_sample`` (long ``[B]``) when any sample has that media.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from PIL import Image as PILImage
+
+from ..fake_image import mask_fake_vision_tokens_batch
+from .labels import IGNORE_INDEX, build_labels_from_template
+from .media import (
+    _count_media_per_sample,
+    _ensure_rgb,
+    _extract_media_from_conversations,
+    _is_image,
+    _iter_items,
+    validate_examples,
+)
+
+logger = logging.getLogger("vlmspec.collate_fns")
+
+_FLOAT_MEDIA_KEYS = ("pixel_values", "pixel_values_videos")
+
+
+def load_image_paths(conversations: list, *, sample_offset: int = 0) -> None:
+    """Replace image paths by decoded PIL images in place (on the caller's copy).
+
+    Decoding here, instead of inside the image processor, gives errors that name the sample and
+    field for missing, truncated or undecodable files.
+    """
+    for s, conversation in enumerate(conversations):
+        for item in _iter_items(conversation):
+            value = item.get("image")
+            if not _is_image(item) or not isinstance(value, (str, os.PathLike)) or "://" in os.fspath(value):
+                continue
+            try:
+                with PILImage.open(value) as img:
+                    img.load()
+                    item["image"] = img.copy()
+            except Exception as exc:
+                raise ValueError(f"sample {s + sample_offset}: field 'image': cannot decode {os.fspath(value)}: {exc}") from exc
+
+
+def prepare_conversations(examples: Sequence[dict[str, Any]]) -> tuple[list, list[int]]:
+    """Validated deep copies of the conversations (RGB, images decoded) and the fake-image sample indices."""
+    validate_examples(examples)
+    conversations = [copy.deepcopy(list(ex["conversation"])) for ex in examples]
+    load_image_paths(conversations)
+    conversations = _ensure_rgb(conversations)
+    fake = [i for i, ex in enumerate(examples) if ex.get("_injected_fake")]
+    return conversations, fake
+
+
+def tokenize_conversations(conversations: list, processor: Any, max_length: int | None = None, **proc_kwargs: Any) -> dict[str, torch.Tensor]:
+    """Render with the processor's chat template and run the processor: ``input_ids: [B, L]`` etc."""
+    if max_length is not None and max_length < 2:
+        raise ValueError(f"max_length must be at least 2 (one input and one shifted target), got {max_length}")
+    texts = processor.apply_chat_template(conversations, tokenize=False)
+    if isinstance(texts, str):
+        texts = [texts]
+    images, videos = _extract_media_from_conversations(conversations)
+    kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt", **proc_kwargs}
+    if images is not None:
+        kwargs["images"] = images
+    if videos is not None:
+        kwargs["videos"] = videos
+    if max_length is not None:
+        kwargs.update(truncation=True, max_length=max_length)
+    try:
+        return dict(processor(**kwargs))
+    except ValueError as exc:
+        if max_length is not None:
+            raise ValueError(
+                f"processor failed with max_length={max_length} (truncation may have cut media tokens): {exc}. "
+                "Pass drop_overlong=True to drop overlong samples instead."
+            ) from exc
+        raise
+
+
+def warn_unsupervised(labels: torch.Tensor, conversations: Sequence[Sequence[dict]], sample_ids: Sequence[int] | None = None) -> list[int]:
+    """Log a warning for every sample that has an assistant turn but no supervised label. Returns their indices."""
+    bad = []
+    for row, conversation in enumerate(conversations):
+        has_assistant = any(m.get("role") == "assistant" for m in conversation)
+        if has_assistant and not bool((labels[row] != IGNORE_INDEX).any()):
+            sid = sample_ids[row] if sample_ids is not None else row
+            bad.append(sid)
+            logger.warning("sample %d has an assistant turn but zero supervised tokens (loss would be nan)", sid)
+    return bad
+
+
+def shift_for_next_token(batch: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``labels[:, 1:]``, and drop the last position of every tensor shaped like ``input_ids``."""
+    shape = batch["input_ids"].shape
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.shape == shape and key not in _FLOAT_MEDIA_KEYS:
+            out[key] = value[:, :-1]
+        else:
+            out[key] = value
+    out["labels"] = labels[:, 1:]
+    return out
+
+
+def finalize_media(batch: dict[str, torch.Tensor], conversations: Sequence[Sequence[dict]]) -> dict[str, torch.Tensor]:
+    """bf16 pixels and the per-sample media counts PP chunking needs."""
+    for key in _FLOAT_MEDIA_KEYS:
+        if isinstance(batch.get(key), torch.Tensor):
+            batch[key] = batch[key].to(torch.bfloat16)
+    n_images, n_videos = _count_media_per_sample(conversations)
+    if any(n_images):
+        batch["n_images_per_sample"] = torch.tensor(n_images, dtype=torch.long)
+    if any(n_videos):
+        batch["n_videos_per_sample"] = torch.tensor(n_videos, dtype=torch.long)
+    return batch
+
+
+def collate_tokenized(
+    batch: dict[str, torch.Tensor],
+    conversations: list,
+    processor: Any,
+    fake_indices: Sequence[int],
+    sample_ids: Sequence[int] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Labels, fake-image masking, shift and media finishing for an already tokenized batch."""
+    labels = build_labels_from_template(batch["input_ids"], conversations, processor)
+    if "attention_mask" in batch:
+        labels = labels.masked_fill(batch["attention_mask"] == 0, IGNORE_INDEX)
+    if fake_indices:
+        batch["labels"] = labels
+        batch = mask_fake_vision_tokens_batch(batch, processor, fake_indices)
+        labels = batch.pop("labels")
+    warn_unsupervised(labels, conversations, sample_ids)
+    batch = shift_for_next_token(batch, labels)
+    return finalize_media(batch, conversations)
+
+
+def default_collate_fn(
+    examples: Sequence[dict[str, Any]],
+    processor: Any,
+    max_length: int | None = None,
+    drop_overlong: bool = False,
+    _post_tokenize_hook: Callable[[dict, Any], dict] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Default collate for multimodal VLM datasets.
+
+    examples: ``[{"conversation": [...], "_injected_fake"?: bool}, ...]`` (never mutated).
+    Returns ``input_ids, attention_mask, labels: [B, L-1]`` (labels -100 = ignore, already shifted),
+    the processor's media tensors (pixels in bf16) and ``n_images_per_sample`` /
+    ``n_videos_per_sample: [B]`` when present. Samples flagged ``_injected_fake`` get
+    ``attention_mask = 0`` and ``labels = -100`` at every vision token.
+
+    max_length: truncate to this many tokens; with ``drop_overlong`` samples whose estimated length
+    exceeds it are dropped instead (``ValueError`` if all are).
+    _post_tokenize_hook: ``(batch, processor) -> batch`` run after tokenization, before labels
+    (e.g. Gemma 4's thinking-prefix injection).
+    """
+    conversations, fake = prepare_conversations(examples)
+    sample_ids = list(range(len(conversations)))
+    if drop_overlong and max_length is not None:
+        from .overlong import _drop_overlong_samples
+
+        conversations, sample_ids = _drop_overlong_samples(conversations, processor, max_length)
+        fake = [new for new, old in enumerate(sample_ids) if old in set(fake)]
+    batch = tokenize_conversations(conversations, processor, max_length=max_length)
+    if _post_tokenize_hook is not None:
+        batch = dict(_post_tokenize_hook(batch, processor))
+    return collate_tokenized(batch, conversations, processor, fake, sample_ids)
+
+
+def qwen2_5_collate_fn(examples: list, processor: Any) -> dict[str, torch.Tensor]:
+    """Collate for Qwen2.5-VL: the default pipeline (``<|im_start|>`` marker fast path).
+
+    Same output contract as :func:`default_collate_fn`, including ``image_grid_thw: [N_img, 3]``.
+    """
+    return default_collate_fn(examples, processor)

@@ -1,0 +1,312 @@
+"""Label building: which tokens of a tokenized chat batch are supervised.
+
+Convention: labels returned here are ``[B, L]`` aligned with ``input_ids`` (not yet shifted), ``-100`` =
+ignore. Supervised = the content tokens of every assistant turn plus the token that closes the turn.
+The collate functions shift them afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+logger = logging.getLogger("vlmspec.collate_fns")
+
+IGNORE_INDEX = -100
+
+# Processors whose chat template wraps turns in <|im_start|>role\n ... <|im_end|>.
+_IMSTART_TEMPLATE_PROCESSORS = frozenset({
+    "Qwen2VLProcessor",
+    "Qwen2_5_VLProcessor",
+    "Qwen2_5OmniProcessor",
+    "Qwen3VLProcessor",
+    "Qwen3VLMoeProcessor",
+    "Qwen3OmniMoeProcessor",
+    "LlavaOnevision1_5Processor",
+})
+
+_SENTINEL = "VLMSPECSENTINELREPLY"
+
+
+def _tokenizer_of(processor: Any) -> Any:
+    return getattr(processor, "tokenizer", processor)
+
+
+def _token_id(tokenizer: Any, token: str) -> int | None:
+    """Id of a single (special) token, or None when the tokenizer does not know it."""
+    try:
+        tid = tokenizer.convert_tokens_to_ids(token)
+    except Exception:
+        return None
+    if not isinstance(tid, int) or tid < 0:
+        return None
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if tid == unk and getattr(tokenizer, "unk_token", None) != token:
+        return None
+    return tid
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    out = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return list(out)
+
+
+def _decode_single_token(tokenizer: Any, token_id: int) -> str:
+    """Decode a single token id across tokenizer implementations.
+
+    Some tokenizers accept an int, others need a list of ids; as a last resort the raw token string.
+    """
+    for arg in (token_id, [token_id]):
+        try:
+            text = tokenizer.decode(arg)
+        except Exception:
+            continue
+        if isinstance(text, str):
+            return text
+    token = tokenizer.convert_ids_to_tokens(token_id)
+    return token if isinstance(token, str) else str(token)
+
+
+def _get_stop_token_id(tokenizer: Any) -> int | None:
+    """Return the token id of the turn-ending marker ``<|im_end|>``, or None when absent."""
+    return _token_id(_tokenizer_of(tokenizer), "<|im_end|>")
+
+
+def _get_assistant_marker(tokenizer: Any) -> list[int] | None:
+    """Return the token-id sequence that opens an assistant turn: ``[<|im_start|>, assistant, \\n]``.
+
+    None when the tokenizer does not use the ``<|im_start|>`` convention.
+    """
+    tokenizer = _tokenizer_of(tokenizer)
+    start = _token_id(tokenizer, "<|im_start|>")
+    if start is None:
+        return None
+    role = _encode(tokenizer, "assistant\n")
+    return [start, *role] if role else None
+
+
+def _find_subsequence(seq: Sequence[int], sub: Sequence[int], start: int = 0) -> int:
+    n, m = len(seq), len(sub)
+    for i in range(start, n - m + 1):
+        if list(seq[i : i + m]) == list(sub):
+            return i
+    return -1
+
+
+def _derive_turn_markers(tokenizer: Any) -> tuple[list[int], int]:
+    """Derive the assistant-turn start marker and end-of-turn id from the tokenizer's chat template.
+
+    Renders ``[user: "hi", assistant: SENTINEL]`` and ``[user: "hi"]``; the tokens between the end of
+    the user-only rendering and the sentinel form the marker, and the first token after the sentinel
+    is the end-of-turn id. Works for any template that wraps assistant turns in fixed token sequences
+    (Gemma's ``<start_of_turn>model\\n`` … ``<end_of_turn>``).
+
+    Raises ``ValueError`` when the sentinel cannot be located or the marker comes out empty.
+    """
+    tok = _tokenizer_of(tokenizer)
+    # A processor carries the chat template when its tokenizer does not; render with whichever has it.
+    renderer = tokenizer if getattr(tok, "chat_template", None) is None else tok
+    full_conv = [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": _SENTINEL}]},
+    ]
+    try:
+        full_text = renderer.apply_chat_template(full_conv, tokenize=False)
+        user_text = renderer.apply_chat_template(full_conv[:1], tokenize=False)
+    except Exception as exc:
+        raise ValueError(f"cannot derive turn markers: chat template failed: {exc}") from exc
+    # apply_chat_template may return a BatchEncoding; we only need strings here.
+    if not isinstance(full_text, str) or not isinstance(user_text, str):
+        raise ValueError("cannot derive turn markers: chat template did not render to text")
+    pos = full_text.find(_SENTINEL)
+    if pos < 0:
+        raise ValueError("cannot derive turn markers: sentinel reply not found in the rendered template")
+    # The user-only rendering must be a prefix of the full one up to the assistant turn.
+    common = 0
+    while common < min(len(user_text), pos) and user_text[common] == full_text[common]:
+        common += 1
+    enc = tok(full_text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+    sent_first = next((i for i, (s, e) in enumerate(offsets) if e > pos), None)
+    sent_last = next((i for i, (s, e) in enumerate(offsets) if e >= pos + len(_SENTINEL)), None)
+    if sent_first is None or sent_last is None or sent_last + 1 >= len(ids):
+        raise ValueError("cannot derive turn markers: sentinel has no token span or no token follows it")
+    marker_start = next((i for i, (s, e) in enumerate(offsets) if s >= common), sent_first)
+    marker = ids[marker_start:sent_first]
+    if not marker:
+        raise ValueError("cannot derive turn markers: the assistant marker is empty")
+    return marker, ids[sent_last + 1]
+
+
+def _build_labels_from_markers(input_ids_batch: torch.Tensor, assistant_marker: list[int], stop_id: int) -> torch.Tensor:
+    """Copy every token after an assistant marker up to and including the next ``stop_id``.
+
+    input_ids_batch: ``[B, L]``. Returns labels ``[B, L]`` with ``-100`` elsewhere. A turn with no
+    stop (truncated) is supervised to the end of the row; the caller masks padding.
+    Vectorized: a position is inside a turn iff the last content start at or before it comes after
+    the last stop strictly before it.
+    """
+    if input_ids_batch.dim() != 2:
+        raise ValueError(f"input_ids_batch must be [B, L], got shape {tuple(input_ids_batch.shape)}")
+    bsz, length = input_ids_batch.shape
+    m = len(assistant_marker)
+    labels = torch.full_like(input_ids_batch, IGNORE_INDEX)
+    if m == 0 or length < m:
+        return labels
+    marker = torch.as_tensor(assistant_marker, dtype=input_ids_batch.dtype, device=input_ids_batch.device)
+    hits = (input_ids_batch.unfold(1, m, 1) == marker).all(-1)  # [B, L-m+1]: marker starts
+    pos = torch.arange(length, device=input_ids_batch.device).expand(bsz, length)
+    opens = torch.full((bsz, length), -1, dtype=torch.long, device=input_ids_batch.device)
+    if length > m:
+        # content starts right after the marker
+        content_start = torch.zeros(bsz, length, dtype=torch.bool, device=input_ids_batch.device)
+        content_start[:, m:] = hits[:, : length - m]
+        opens = torch.where(content_start, pos, opens)
+    last_open = opens.cummax(1).values
+    is_stop = input_ids_batch == stop_id
+    stops = torch.where(is_stop, pos, torch.full_like(pos, -1)).cummax(1).values
+    last_stop_before = torch.cat([torch.full((bsz, 1), -1, dtype=stops.dtype, device=stops.device), stops[:, :-1]], 1)
+    inside = (last_open >= 0) & (last_open > last_stop_before)
+    return torch.where(inside, input_ids_batch, labels)
+
+
+def _extract_assistant_text(message: dict[str, Any]) -> str:
+    """The text of an assistant message: the string content or its text items joined."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(item.get("text", "") for item in content if isinstance(item, dict) and item.get("type") == "text")
+    return ""
+
+
+def _find_pattern_indices(template, pattern, search_start_index=0, allow_first_token_mismatch=False):
+    """First ``(start, end)`` (end exclusive) where *pattern* occurs in *template* at or after
+    *search_start_index*; ``(-1, -1)`` when absent.
+
+    With *allow_first_token_mismatch* the first token may differ: BPE often merges a reply's first
+    token with the preceding whitespace, so only ``pattern[1:]`` must match exactly.
+    """
+    template = [int(t) for t in template]
+    pattern = [int(t) for t in pattern]
+    n, m = len(template), len(pattern)
+    if m == 0:
+        return -1, -1
+    # a one-token pattern with its only token waived would match anywhere
+    allow_first_token_mismatch = allow_first_token_mismatch and m > 1
+    for i in range(max(0, search_start_index), n - m + 1):
+        if template[i + 1 : i + m] != pattern[1:]:
+            continue
+        if template[i] == pattern[0] or allow_first_token_mismatch:
+            return i, i + m
+    return -1, -1
+
+
+def build_labels(input_ids_batch: torch.Tensor, conversations: Sequence[Sequence[dict[str, Any]]], processor: Any) -> torch.Tensor:
+    """Legacy labels by BPE pattern matching: re-tokenize each assistant reply and search for it.
+
+    Returns labels ``[B, L]`` (unshifted, -100 = ignore): the matched reply tokens plus the stop token
+    right after them. Fragile: a reply tokenized differently in context is missed (and then a sample
+    may end with no supervised tokens), and a reply that also occurs earlier (e.g. the user's words
+    repeated) can be matched at the wrong place. Prefer :func:`build_labels_from_template`.
+    """
+    tok = _tokenizer_of(processor)
+    stop_id = _get_stop_token_id(tok)
+    if stop_id is None:
+        stop_id = getattr(tok, "eos_token_id", None)
+    labels = torch.full_like(input_ids_batch, IGNORE_INDEX)
+    for row, conversation in enumerate(conversations):
+        ids = input_ids_batch[row].tolist()
+        cursor = 0
+        for message in conversation:
+            if message.get("role") != "assistant":
+                continue
+            text = _extract_assistant_text(message).strip()
+            if not text:
+                continue
+            pattern = _encode(tok, text)
+            start, end = _find_pattern_indices(ids, pattern, cursor)
+            if start < 0:
+                start, end = _find_pattern_indices(ids, pattern, cursor, allow_first_token_mismatch=True)
+            if start < 0:
+                continue
+            if end < len(ids) and stop_id is not None and ids[end] == stop_id:
+                end += 1
+            labels[row, start:end] = input_ids_batch[row, start:end]
+            cursor = end
+    return labels
+
+
+def resolve_turn_markers(processor: Any) -> tuple[list[int], int] | None:
+    """(assistant_marker, stop_id) for *processor*, or None when neither strategy applies."""
+    tok = _tokenizer_of(processor)
+    if type(processor).__name__ in _IMSTART_TEMPLATE_PROCESSORS:
+        marker, stop = _get_assistant_marker(tok), _get_stop_token_id(tok)
+        if marker is not None and stop is not None:
+            return marker, stop
+    cache = getattr(tok, "_vlmspec_turn_markers", None)
+    if cache is not None:
+        return cache
+    try:
+        result = _derive_turn_markers(processor)
+    except ValueError as exc:
+        logger.warning("could not derive turn markers for %s: %s", type(processor).__name__, exc)
+        return None
+    try:  # cache on the tokenizer: deriving renders the template and tokenizes twice
+        tok._vlmspec_turn_markers = result
+    except AttributeError:
+        pass
+    return result
+
+
+def build_labels_from_template(input_ids_batch: torch.Tensor, conversations: Sequence[Sequence[dict[str, Any]]], processor: Any) -> torch.Tensor:
+    """Labels ``[B, L]`` (unshifted, -100 = ignore) from the chat template's role markers.
+
+    1. Fast path: processors in ``_IMSTART_TEMPLATE_PROCESSORS`` resolve ``<|im_start|>assistant\\n`` /
+       ``<|im_end|>`` directly.
+    2. General path: :func:`_derive_turn_markers` renders a sentinel conversation (Gemma and others).
+    3. If both fail, the legacy :func:`build_labels` with a warning: it is sensitive to tokenization
+       context and may leave samples with no supervised tokens.
+    """
+    markers = resolve_turn_markers(processor)
+    if markers is None:
+        logger.warning("falling back to legacy pattern-matching labels for %s", type(processor).__name__)
+        return build_labels(input_ids_batch, conversations, processor)
+    marker, stop = markers
+    labels = _build_labels_from_markers(input_ids_batch, marker, stop)
+    return _label_straddled_turns(labels, input_ids_batch, marker, stop, _tokenizer_of(processor))
+
+
+def _label_straddled_turns(labels: torch.Tensor, input_ids: torch.Tensor, marker: list[int], stop: int, tokenizer: Any) -> torch.Tensor:
+    """Label turns whose marker's last token merged with the reply's leading whitespace.
+
+    BPE can fuse the marker's trailing ``"\n"`` with a reply that starts with whitespace
+    (``assistant\n`` + ``"   \nhi"`` -> ``'\n   \n'``), so the exact marker never occurs and the turn
+    would get no labels. Such a turn opens with ``marker[:-1]`` followed by a token whose text starts
+    with the marker's last token text; that fused token carries reply characters and is supervised.
+    """
+    if len(marker) < 2:
+        return labels
+    head = torch.as_tensor(marker[:-1], dtype=input_ids.dtype, device=input_ids.device)
+    k = len(head)
+    if input_ids.shape[1] <= k:
+        return labels
+    starts = (input_ids.unfold(1, k, 1)[:, : input_ids.shape[1] - k] == head).all(-1)
+    nxt = input_ids[:, k:]
+    candidates = (starts & (nxt != marker[-1])).nonzero().tolist()
+    if not candidates:
+        return labels
+    tail = _decode_single_token(tokenizer, marker[-1])
+    labels = labels.clone()
+    for row, pos in candidates:
+        first = pos + k
+        fused = _decode_single_token(tokenizer, int(input_ids[row, first]))
+        if not tail or not fused.startswith(tail) or fused == tail:
+            continue
+        stops = (input_ids[row, first:] == stop).nonzero()
+        end = first + int(stops[0]) + 1 if len(stops) else input_ids.shape[1]
+        labels[row, first:end] = input_ids[row, first:end]
+    return labels

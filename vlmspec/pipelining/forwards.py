@@ -1,0 +1,260 @@
+"""Generic pipeline-parallel forwards: HF text decoders, causal-LM wrappers and Mistral3 (Pixtral) VLMs.
+
+Each ``create_pipeline_forward_*`` returns an unbound function meant to be bound to a module with
+``types.MethodType`` (see ``patch_hf_model_for_pp``). The forwards return plain tensors, as
+``torch.distributed.pipelining`` requires: hidden states ``[B, L, H]`` from non-last stages, logits
+``[B, L, V]`` (after any final-logit softcapping) from the last stage.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.modeling_utils import slice_logits_to_keep
+
+from ._common import (
+    _apply_softcap,
+    _build_or_reuse_pp_causal_mask,
+    _call_feature_fn,
+    _features,
+    _is_hidden_states,
+    _is_vlm,
+    _iter_layers,
+    _layer_kwargs,
+    _layer_type,
+    _prepare_positions,
+    _present_layer_types,
+    _rotary_embeddings,
+    _scatter_features,
+    _stage_input,
+    _take_media,
+    _token_id,
+    _vision_dtype,
+    get_text_module,
+)
+
+
+def create_pipeline_forward_inner(model_class_name: str = "AutoModel") -> Callable:
+    """Create a pipeline-compatible forward method for HuggingFace inner models (text decoders).
+
+    The returned ``forward(self, input_ids=None, attention_mask=None, position_ids=None,
+    past_key_values=None, inputs_embeds=None, use_cache=None, cache_position=None,
+    mrope_position_ids=None, **kwargs) -> Tensor``:
+
+    - embeds integer ``input_ids [B, L]`` when ``self.embed_tokens`` is present; a float
+      ``input_ids [B, L, H]`` is taken as the previous stage's hidden states;
+    - builds (and per stage caches, see ``_build_or_reuse_pp_causal_mask``) the causal mask mapping
+      unless ``attention_mask`` is already a ``{layer_type: mask}`` dict;
+    - runs the decoder layers this stage holds (ModuleList or index-keyed ModuleDict), each with the
+      mask and RoPE table of its ``config.layer_types`` entry;
+    - applies ``self.norm`` when present (last stage) and returns hidden states ``[B, L, H]``.
+
+    ``model_class_name`` only labels the function (``__qualname__``) for debugging.
+    Training-only: no KV cache (``past_key_values``/``use_cache`` are ignored).
+    """
+
+    def pipeline_forward_inner(
+        self: nn.Module,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | dict | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        cache_position: torch.Tensor | None = None,
+        mrope_position_ids: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        hidden = _stage_input(self, input_ids, inputs_embeds)
+        rope_positions, text_positions = _prepare_positions(self, hidden, position_ids, mrope_position_ids)
+        if isinstance(attention_mask, dict):
+            mask_mapping = attention_mask
+        else:
+            mask_mapping = _build_or_reuse_pp_causal_mask(self, hidden, attention_mask, cache_position, text_positions)
+        layer_types = _present_layer_types(self)
+        position_embeddings = _rotary_embeddings(self, hidden, rope_positions, layer_types)
+        layer_kwargs = _layer_kwargs(kwargs)
+        for idx, layer in _iter_layers(getattr(self, "layers", None)):
+            layer_type = _layer_type(self.config, idx)
+            out = layer(
+                hidden,
+                attention_mask=mask_mapping[layer_type],
+                position_embeddings=position_embeddings[layer_type],
+                position_ids=text_positions,
+                past_key_values=None,
+                use_cache=False,
+                **layer_kwargs,
+            )
+            hidden = out[0] if isinstance(out, tuple) else out
+        if getattr(self, "norm", None) is not None:
+            hidden = self.norm(hidden)
+        return hidden
+
+    pipeline_forward_inner.__qualname__ = f"{model_class_name}.pipeline_forward_inner"
+    return pipeline_forward_inner
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage-0 vision merge
+# --------------------------------------------------------------------------------------------------
+def _inner_vlm(model: nn.Module) -> nn.Module:
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def _default_image_features(model: nn.Module, pixel_values: torch.Tensor, media: dict[str, Any]):
+    inner = _inner_vlm(model)
+    fn = getattr(inner, "get_image_features", None) or getattr(model, "get_image_features", None)
+    if fn is None:
+        raise ValueError(f"{type(model).__name__} received pixel_values but has no get_image_features()")
+    return _call_feature_fn(fn, pixel_values, media, {})
+
+
+def _default_video_features(model: nn.Module, pixel_values_videos: torch.Tensor, media: dict[str, Any]):
+    inner = _inner_vlm(model)
+    fn = getattr(inner, "get_video_features", None) or getattr(model, "get_video_features", None)
+    if fn is None:
+        raise ValueError(f"{type(model).__name__} received pixel_values_videos but has no get_video_features()")
+    return _call_feature_fn(fn, pixel_values_videos, media, {})
+
+
+def _embed_and_merge(
+    model: nn.Module,
+    text: nn.Module,
+    input_ids: torch.Tensor,
+    media: dict[str, Any],
+    image_features_fn: Callable[[nn.Module, torch.Tensor, dict[str, Any]], Any],
+) -> torch.Tensor:
+    """Stage 0: embed ``input_ids [B, L]`` and scatter image/video features into their placeholder tokens."""
+    config = model.config
+    embed = text.embed_tokens
+    ids = input_ids
+    if isinstance(embed, nn.Embedding):
+        # Placeholder ids may lie outside the text vocabulary (e.g. LLaVA); their rows are overwritten below.
+        ids = ids.masked_fill(ids >= embed.num_embeddings, 0)
+    inputs_embeds = embed(ids)
+    hidden_size = inputs_embeds.shape[-1]
+    vision_dtype = _vision_dtype(model)
+
+    for pixel_key, token_names, fn in (
+        ("pixel_values", ("image_token_id", "image_token_index"), image_features_fn),
+        ("pixel_values_videos", ("video_token_id", "video_token_index"), _default_video_features),
+    ):
+        pixels = media.get(pixel_key)
+        if pixels is None or pixels.shape[0] == 0:
+            continue  # this microbatch has no such media
+        if vision_dtype is not None and pixels.is_floating_point():
+            pixels = pixels.to(vision_dtype)
+        token_id = _token_id(config, *token_names)
+        if token_id is None:
+            raise ValueError(f"{type(model).__name__}.config has no {token_names[0]}; cannot place {pixel_key}")
+        features = _features(fn(model, pixels, media), hidden_size)
+        inputs_embeds = _scatter_features(inputs_embeds, input_ids == token_id, features, pixel_key)
+    return inputs_embeds
+
+
+def _vision_mask_mapping(
+    model: nn.Module,
+    hidden: torch.Tensor,
+    attention_mask: Any,
+    position_ids: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+) -> Any:
+    """Gemma3-style bidirectional image-block masks from ``token_type_ids [B, L]`` (every stage)."""
+    if token_type_ids is None or isinstance(attention_mask, dict):
+        return attention_mask
+    hook = getattr(type(model), "create_masks_for_generate", None)
+    if hook is None or "token_type_ids" not in inspect.signature(hook).parameters:
+        return attention_mask
+    return hook(model.config, hidden, attention_mask, None, position_ids, token_type_ids=token_type_ids)
+
+
+def _make_causal_lm_forward(image_features_fn: Callable, name: str) -> Callable:
+    def forward(
+        self: nn.Module,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | dict | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        text = get_text_module(self.model) if isinstance(getattr(self, "model", None), nn.Module) else self
+        is_first = inputs_embeds is None and input_ids is not None and not _is_hidden_states(input_ids)
+        media = _take_media(self, kwargs, is_first)
+        token_type_ids = kwargs.pop("token_type_ids", None)
+        kwargs.pop("mm_token_type_ids", None)
+        if is_first and _is_vlm(self):
+            inputs_embeds = _embed_and_merge(self, text, input_ids, media, image_features_fn)
+            input_ids = None
+        elif media.get("pixel_values") is not None or media.get("pixel_values_videos") is not None:
+            raise ValueError("media inputs reached a pipeline stage that does not embed tokens (not stage 0)")
+        stage_in = inputs_embeds if inputs_embeds is not None else input_ids
+        if token_type_ids is not None and _is_hidden_states(stage_in):
+            attention_mask = _vision_mask_mapping(self, stage_in, attention_mask, position_ids, token_type_ids)
+        hidden = text(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        lm_head = getattr(self, "lm_head", None)
+        if lm_head is None:
+            return hidden
+        logits = lm_head(slice_logits_to_keep(hidden, logits_to_keep))
+        # Only configs that carry the cap at top level (e.g. Gemma2/3 *ForCausalLM) softcap in HF too.
+        return _apply_softcap(logits, getattr(self.config, "final_logit_softcapping", None))
+
+    forward.__qualname__ = name
+    return forward
+
+
+def create_pipeline_forward_causal_lm() -> Callable:
+    """Create a pipeline-compatible forward method for causal LM wrappers (``*ForCausalLM`` and generic VLMs).
+
+    ``forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+    inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, **kwargs) -> Tensor``:
+
+    - Stage 0 of a VLM embeds ``input_ids [B, L]`` and scatters vision features into the image/video
+      placeholder tokens. Media come from ``pixel_values``/``image_grid_thw``/``pixel_values_videos``/...
+      kwargs, or from the chunk attached by ``stage_vlm_media_for_pp`` (chunk ``k`` for microbatch ``k``).
+      Text-only models hand integer ids to the (patched) text module, which embeds them.
+    - ``token_type_ids [B, L]`` (Gemma3) builds the bidirectional image-block masks on every stage.
+    - Non-first stages receive hidden states ``[B, L, H]`` in ``input_ids``.
+    - The last stage (``lm_head`` present) returns logits ``[B, L, V]``, softcapped when
+      ``config.final_logit_softcapping`` is set; other stages return hidden states.
+    ``labels`` is ignored: under PP the loss is computed by the schedule's ``loss_fn``.
+    """
+    return _make_causal_lm_forward(_default_image_features, "pipeline_forward_causal_lm")
+
+
+def _mistral3_image_features(model: nn.Module, pixel_values: torch.Tensor, media: dict[str, Any]):
+    image_sizes = media.get("image_sizes")
+    if image_sizes is None:
+        raise ValueError("Mistral3 pixel_values need image_sizes (long [n_images, 2]) to locate each image")
+    return _inner_vlm(model).get_image_features(
+        pixel_values=pixel_values,
+        image_sizes=image_sizes,
+        vision_feature_layer=getattr(model.config, "vision_feature_layer", -1),
+        return_dict=True,
+    )
+
+
+def create_pipeline_forward_mistral3_vlm() -> Callable:
+    """Pipeline-compatible forward for Mistral3ForConditionalGeneration (VLM top-level).
+
+    Stage 0: embeds text tokens, runs ``vision_tower`` + ``multi_modal_projector`` (via
+    ``get_image_features(pixel_values [N, C, H, W], image_sizes [N, 2])``) and scatters the image
+    features into the ``image_token_id`` positions, then calls the patched language model.
+    Non-first stages pass hidden states straight through the patched language model. Last stage:
+    applies ``lm_head`` and returns logits ``[B, L, V]``.
+    """
+    return _make_causal_lm_forward(_mistral3_image_features, "pipeline_forward_mistral3_vlm")
