@@ -64,7 +64,8 @@ def processor_ids(processor: Any, conversation: list) -> tuple[list[int], str]:
     rendered = processor.apply_chat_template(conversation, tokenize=False)
     images = _images_in(conversation)
     kwargs = {"images": [im.convert("RGB") for im in images]} if images else {}
-    out = processor(text=[rendered], return_tensors="pt", **kwargs)
+    # the template renders BOS itself; the tokenizer must not add a second one
+    out = processor(text=[rendered], return_tensors="pt", add_special_tokens=False, **kwargs)
     return out["input_ids"][0].tolist(), rendered
 
 

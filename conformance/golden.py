@@ -30,6 +30,12 @@ class _GoldenJSON(SingleFileSnapshotExtension):
         return str(GOLDEN_DIR / cls.model_folder)
 
     @classmethod
+    def matches_test_location(cls, *, test_location, snapshot_location: str) -> bool:
+        # Goldens live under golden/<model>/, not next to the test module: relate them by folder and name.
+        loc = Path(snapshot_location)
+        return loc.parent == GOLDEN_DIR / cls.model_folder and loc.stem == cls.get_snapshot_name(test_location=test_location)
+
+    @classmethod
     def get_snapshot_name(cls, *, test_location, index=0) -> str:
         """``test_golden-<fixture id>``: the test-name prefix lets syrupy relate the file to its test.
 

@@ -3,10 +3,9 @@
 Method (shares no code with ``vlmspec.collate.labels``):
 
 1. Render the conversation with the chat template to text ``T``.
-2. For the k-th assistant message, render the messages before it with ``add_generation_prompt=True``:
-   that text is a prefix of ``T`` and the answer starts right after it. The answer's character span
-   is ``[len(prefix), len(prefix) + len(answer))``. Rendering through the assistant message gives
-   the end of the turn; the first token after the answer inside that tail is the closing token.
+2. For the k-th assistant message, render the conversation with that answer replaced by a sentinel:
+   the text before the sentinel ends where the answer starts, the text after it starts where the
+   answer ends. The first token at or after the answer's end is the token that closes the turn.
 3. Tokenize ``T`` with offsets and map character spans to token indices.
 4. The processor expands media placeholders, so its ``input_ids`` are longer than ``T``'s tokens.
    Align the two token sequences (``difflib``, no autojunk) and carry the indices across; every
@@ -27,7 +26,7 @@ class OracleError(AssertionError):
 @dataclass(frozen=True)
 class OracleTurn:
     answer_chars: tuple[int, int]   # character span of the answer in the rendered text
-    closing_chars: tuple[int, int]  # character span of the turn's closing text (e.g. "<|im_end|>\n")
+    closing_at: int                 # the closing token is the first token starting here or later
     tokens: tuple[int, ...]         # supervised token positions in the processor's input_ids
 
 
@@ -43,32 +42,41 @@ def _answer_text(message: dict) -> str:
     return "".join(item["text"] for item in content if item.get("type") == "text")
 
 
-def answer_char_spans(processor: Any, conversation: list) -> tuple[str, list[tuple[tuple[int, int], tuple[int, int]]]]:
-    """Rendered text and, per assistant turn, ``(answer span, closing span)`` in characters."""
+_SENTINEL = "QQORACLESENTINELQQ"
+
+
+def _with_sentinel(conversation: list, j: int) -> list:
+    out = [dict(m) for m in conversation]
+    content = out[j]["content"]
+    out[j]["content"] = _SENTINEL if isinstance(content, str) else [{"type": "text", "text": _SENTINEL}]
+    return out
+
+
+def answer_char_spans(processor: Any, conversation: list) -> tuple[str, list[tuple[tuple[int, int], int]]]:
+    """Rendered text and, per assistant turn, ``(answer span, closing position)`` in characters.
+
+    The k-th answer is located by rendering the conversation with that answer replaced by a sentinel:
+    the text before the sentinel is the text before the answer, the text after it is the text after
+    the answer. The turn's closing token is the first token at or after the answer's end.
+    """
     full = _render(processor, conversation, add_generation_prompt=False)
     spans = []
     for j, message in enumerate(conversation):
         if message["role"] != "assistant":
             continue
-        prefix = _render(processor, conversation[:j], add_generation_prompt=True)
-        through = _render(processor, conversation[: j + 1], add_generation_prompt=False)
-        answer = _answer_text(message)
-        if not full.startswith(prefix):
-            raise OracleError(f"assistant turn {j}: generation-prompt prefix is not a prefix of the full rendering")
-        start = len(prefix)
-        # Templates may strip the answer; find it where the template put it.
-        stripped = answer.strip()
-        if full.startswith(answer, start):
-            a0, a1 = start, start + len(answer)
-        elif stripped and full.startswith(stripped, start):
-            a0, a1 = start, start + len(stripped)
-        elif not stripped:
-            a0 = a1 = start
-        else:
-            raise OracleError(f"assistant turn {j}: answer text not found right after the generation prompt")
-        if not full.startswith(through) or len(through) <= a1:
-            raise OracleError(f"assistant turn {j}: turn has no closing text after the answer")
-        spans.append(((a0, a1), (a1, len(through))))
+        probe = _render(processor, _with_sentinel(conversation, j), add_generation_prompt=False)
+        if probe.count(_SENTINEL) != 1:
+            raise OracleError(f"assistant turn {j}: the template does not render the answer verbatim once")
+        before, after = probe.split(_SENTINEL)
+        if not (full.startswith(before) and full.endswith(after)) or len(before) + len(after) > len(full):
+            raise OracleError(f"assistant turn {j}: the template renders other turns differently when this answer changes")
+        a0, a1 = len(before), len(full) - len(after)
+        rendered_answer = full[a0:a1]
+        if rendered_answer not in (_answer_text(message), _answer_text(message).strip()):
+            raise OracleError(f"assistant turn {j}: the template rewrote the answer: {rendered_answer[:80]!r}")
+        if not after:
+            raise OracleError(f"assistant turn {j}: nothing closes the turn after the answer")
+        spans.append(((a0, a1), a1))
     return full, spans
 
 
@@ -89,15 +97,14 @@ def oracle_supervised_positions(processor: Any, conversation: list, input_ids: l
         for k in range(block.size):
             carry[block.a + k] = block.b + k
     turns = []
-    for answer_span, closing_span in spans:
+    for answer_span, closing_at in spans:
         answer_tokens = _char_span_to_tokens(offsets, answer_span)
-        closing = _char_span_to_tokens(offsets, closing_span)
-        closing = [c for c in closing if c not in answer_tokens]
+        closing = [i for i, (a, b) in enumerate(offsets) if b > a and a >= closing_at and i not in answer_tokens]
         if not closing:
             raise OracleError(f"no closing token after answer span {answer_span}")
         wanted = answer_tokens + closing[:1]
         missing = [t for t in wanted if t not in carry]
         if missing:
             raise OracleError(f"oracle tokens {missing} do not align with the processor's input_ids")
-        turns.append(OracleTurn(answer_span, closing_span, tuple(carry[t] for t in wanted)))
+        turns.append(OracleTurn(answer_span, closing_at, tuple(carry[t] for t in wanted)))
     return turns

@@ -19,6 +19,9 @@ from transformers import AutoConfig
 
 FAMILIES = Path(os.environ.get("VLMSPEC_FAMILIES_DIR", Path(__file__).resolve().parents[2] / "shared" / "families"))
 BATCH = 5
+# Test vocabularies are cut to this size to keep lm_head cheap (logits are [B, L, V]); placeholder ids
+# that fall outside it exercise the out-of-vocabulary paths HF itself has (Gemma3/Gemma4).
+SMALL_VOCAB = 2048
 IMAGE_COUNTS = [1, 0, 2, 1, 1]  # per sample; sum = 5 images
 
 
@@ -81,8 +84,12 @@ def build_qwen2() -> Case:
     return Case("qwen2", model, {"input_ids": ids}, ("input_ids",), 2)
 
 
-def build_qwen2_5_vl() -> Case:
+def build_qwen2_5_vl(small_vocab: bool = True) -> Case:
     cfg = family_config("Qwen/Qwen2.5-VL-3B-Instruct")
+    if small_vocab:
+        cfg.text_config.vocab_size = SMALL_VOCAB
+        ids = range(SMALL_VOCAB - 4, SMALL_VOCAB)
+        cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id = ids
     torch.manual_seed(0)
     model = transformers.Qwen2_5_VLForConditionalGeneration(cfg).eval()
     gen = torch.Generator().manual_seed(1)
@@ -102,11 +109,13 @@ def build_qwen2_5_vl() -> Case:
         "position_ids": position_ids,
         "mrope_position_ids": position_ids.transpose(0, 1).contiguous(),
     }
-    return Case("qwen2_5_vl", model, batch, ("input_ids", "pixel_values", "image_grid_thw", "position_ids"), 2)
+    return Case("qwen2_5_vl" + ("" if small_vocab else "_family_vocab"), model, batch, ("input_ids", "pixel_values", "image_grid_thw", "position_ids"), 2)
 
 
-def _gemma3_config(layers: int = 4):
+def _gemma3_config(layers: int = 4, small_vocab: bool = True):
     cfg = family_config("google/gemma-3-4b-it")
+    if small_vocab:
+        cfg.text_config.vocab_size = SMALL_VOCAB  # image_token_id 262144 becomes out of vocabulary
     cfg.vision_config.image_size = 56  # 4x4 patches -> 2x2 pooled = 4 tokens per image
     cfg.mm_tokens_per_image = 4
     tc = cfg.text_config
@@ -125,12 +134,13 @@ def build_gemma3_text() -> Case:
     return Case("gemma3_text", model, {"input_ids": ids, "attention_mask": _padding_mask(16)}, ("input_ids", "attention_mask"), 3)
 
 
-def build_gemma3_vlm(token_type_ids: bool = True) -> Case:
-    cfg = _gemma3_config()
+def build_gemma3_vlm(token_type_ids: bool = True, small_vocab: bool = True) -> Case:
+    cfg = _gemma3_config(small_vocab=small_vocab)
     torch.manual_seed(0)
     model = transformers.Gemma3ForConditionalGeneration(cfg).eval()
     gen = torch.Generator().manual_seed(4)
-    block = [cfg.boi_token_index] + [cfg.image_token_id] * 4 + [cfg.eoi_token_index]
+    boi, eoi = (1, 2) if small_vocab else (cfg.boi_token_index, cfg.eoi_token_index)
+    block = [boi] + [cfg.image_token_id] * 4 + [eoi]
     ids = _image_sequences([block] * sum(IMAGE_COUNTS), 20, gen)
     batch = {
         "input_ids": ids,
@@ -142,12 +152,15 @@ def build_gemma3_vlm(token_type_ids: bool = True) -> Case:
     if token_type_ids:
         batch["token_type_ids"] = (ids == cfg.image_token_id).long()
         keys += ("token_type_ids",)
-    return Case("gemma3_vlm" + ("_bidir" if token_type_ids else ""), model, batch, keys, 2)
+    name = "gemma3_vlm" + ("_bidir" if token_type_ids else "") + ("" if small_vocab else "_family_vocab")
+    return Case(name, model, batch, keys, 2)
 
 
-def _gemma4_config(layers: int = 4, bidirectional: str | None = None):
+def _gemma4_config(layers: int = 4, bidirectional: str | None = None, small_vocab: bool = True):
     cfg = family_config("google/gemma-4-E2B-it")
     tc = cfg.text_config
+    if small_vocab:  # image/video/audio ids become out of vocabulary; HF swaps them for pad first
+        tc.vocab_size = tc.vocab_size_per_layer_input = SMALL_VOCAB
     tc.num_hidden_layers = layers
     tc.layer_types = ["sliding_attention", "full_attention"] * (layers // 2)
     tc.sliding_window = 5
@@ -174,14 +187,15 @@ def gemma4_image(h: int, w: int, max_patches: int, gen: torch.Generator) -> tupl
     return pixels, pos
 
 
-def build_gemma4_vlm(bidirectional: str | None = "vision") -> Case:
-    cfg = _gemma4_config(bidirectional=bidirectional)
+def build_gemma4_vlm(bidirectional: str | None = "vision", small_vocab: bool = True) -> Case:
+    cfg = _gemma4_config(bidirectional=bidirectional, small_vocab=small_vocab)
     torch.manual_seed(0)
     model = transformers.Gemma4ForConditionalGeneration(cfg).eval()
     gen = torch.Generator().manual_seed(6)
     shapes = [(6, 6), (3, 6), (6, 9), (3, 3), (6, 3)]  # patches; 3x3 pooling -> h*w/9 tokens
     images = [gemma4_image(h, w, 54, gen) for h, w in shapes]
-    blocks = [[cfg.boi_token_id] + [cfg.image_token_id] * (h * w // 9) + [cfg.eoi_token_id] for h, w in shapes]
+    boi, eoi = (1, 3) if small_vocab else (cfg.boi_token_id, cfg.eoi_token_id)
+    blocks = [[boi] + [cfg.image_token_id] * (h * w // 9) + [eoi] for h, w in shapes]
     ids = _image_sequences(blocks, 24, gen)
     batch = {
         "input_ids": ids,
@@ -191,11 +205,13 @@ def build_gemma4_vlm(bidirectional: str | None = "vision") -> Case:
         "mm_token_type_ids": (ids == cfg.image_token_id).long(),
     }
     keys = ("input_ids", "pixel_values", "image_position_ids", "mm_token_type_ids")
-    return Case("gemma4_vlm", model, batch, keys, 2)
+    return Case("gemma4_vlm" + ("" if small_vocab else "_family_vocab"), model, batch, keys, 2)
 
 
-def build_mistral3() -> Case:
+def build_mistral3(small_vocab: bool = True) -> Case:
     cfg = family_config("mistralai/Mistral-Small-3.1-24B-Instruct-2503")
+    if small_vocab:
+        cfg.text_config.vocab_size = SMALL_VOCAB
     torch.manual_seed(0)
     model = transformers.Mistral3ForConditionalGeneration(cfg).eval()
     gen = torch.Generator().manual_seed(7)
@@ -211,7 +227,7 @@ def build_mistral3() -> Case:
         "image_sizes": torch.tensor(sizes),
         "n_images_per_sample": torch.tensor(IMAGE_COUNTS),
     }
-    return Case("mistral3", model, batch, ("input_ids", "pixel_values", "image_sizes"), 2)
+    return Case("mistral3" + ("" if small_vocab else "_family_vocab"), model, batch, ("input_ids", "pixel_values", "image_sizes"), 2)
 
 
 BUILDERS: dict[str, Callable[[], Case]] = {
@@ -224,6 +240,14 @@ BUILDERS: dict[str, Callable[[], Case]] = {
     "gemma4_text": build_gemma4_text,
     "gemma4_vlm": build_gemma4_vlm,
     "mistral3": build_mistral3,
+}
+
+# The family configs exactly as shipped (full vocabularies), checked once each.
+FAMILY_VOCAB_BUILDERS: dict[str, Callable[[], Case]] = {
+    "qwen2_5_vl_family_vocab": lambda: build_qwen2_5_vl(small_vocab=False),
+    "gemma3_vlm_bidir_family_vocab": lambda: build_gemma3_vlm(small_vocab=False),
+    "gemma4_vlm_family_vocab": lambda: build_gemma4_vlm(small_vocab=False),
+    "mistral3_family_vocab": lambda: build_mistral3(small_vocab=False),
 }
 
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from transformers import AutoConfig, AutoModel, DynamicCache, LlamaForSequenceClassification, LlamaModel
+from transformers import (AutoConfig, AutoModel, DynamicCache, LlamaForCausalLM, LlamaForSequenceClassification,
+                          LlamaModel)
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 import vlmspec.models.llama_nemotron_vl as lnv
@@ -538,13 +539,28 @@ def test_build_collator(model, processor):
         collate([{"query": "a", "passages": [{"text": "x"}]}, {"query": "b", "passages": []}])
 
 
-def test_save_and_auto_from_pretrained_roundtrip(tmp_path, model):
-    ids, am, pv = _image_batch()
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "causal"])
+def test_save_and_auto_from_pretrained_roundtrip(tmp_path, processor, bidirectional):
+    lnv._register_with_hf_auto_classes()
+    model = make_model(seed=12, bidirectional_attention=bidirectional, pooling="avg")
     model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is lnv.LlamaNemotronVLConfig
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     assert type(loaded) is lnv.LlamaNemotronVLModel
-    assert type(loaded.language_model) is lnv.LlamaBidirectionalModel
+    llm_cls = lnv.LlamaBidirectionalModel if bidirectional else LlamaForCausalLM
+    assert type(loaded.language_model) is llm_cls and loaded.config.pooling == "avg"
+    ref_state = model.state_dict()
+    assert loaded.state_dict().keys() == ref_state.keys()
+    assert all(torch.equal(v, ref_state[k]) for k, v in loaded.state_dict().items())
+    ids, am, pv = _image_batch()
     with torch.no_grad():
-        a = model(pixel_values=pv, input_ids=ids, attention_mask=am).hidden_states[-1]
-        b = loaded(pixel_values=pv, input_ids=ids, attention_mask=am).hidden_states[-1]
+        a = model(pixel_values=pv, input_ids=ids, attention_mask=am, output_hidden_states=True).hidden_states[-1]
+        b = loaded(pixel_values=pv, input_ids=ids, attention_mask=am, output_hidden_states=True).hidden_states[-1]
     assert torch.equal(a, b)
+    img = Image.new("RGB", (112, 56), (10, 120, 200))
+    for m in (model, loaded):
+        m.processor = processor
+    queries = ["what is a cat", "hi"]
+    assert torch.equal(model.encode_queries(queries), loaded.encode_queries(queries))
+    docs = dict(images=[img, None], texts=["page", "text only"])
+    assert torch.equal(model.encode_documents(**docs), loaded.encode_documents(**docs))

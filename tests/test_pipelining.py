@@ -57,11 +57,25 @@ def test_staged_logits_match_unsplit(name):
             torch.testing.assert_close(out, ref, atol=ATOL, rtol=0, msg=f"{name}: {n} microbatches")
 
 
-@pytest.mark.parametrize("name", ["qwen2_5_vl", "gemma4_vlm", "mistral3", "gemma3_text"])
+@pytest.mark.parametrize("name", list(cases.FAMILY_VOCAB_BUILDERS))
+def test_staged_logits_match_unsplit_family_config(name):
+    """The shipped family configs, full vocabularies included; one uneven split (5 samples -> 3 + 2)."""
+    case = cases.FAMILY_VOCAB_BUILDERS[name]()
+    with torch.no_grad():
+        ref = cases.reference_logits(case)
+        stages = pl.split_hf_model_into_stages(case.model, case.n_stages)
+        out = cases.staged_forward(stages, pp_batch(case, 2, stages[0]), 2)
+    torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "gemma4_vlm", "mistral3", "gemma3_text", "gemma3_vlm_bidir"])
 def test_staged_loss_and_grads_match_unsplit(name):
     case = get_case(name)
     model = case.model
     labels = case.batch["input_ids"].roll(-1, dims=1)
+    vocab = model.config.get_text_config().vocab_size
+    labels = labels.masked_fill(labels >= vocab, -100)  # out-of-vocabulary placeholder ids are not targets
+    n_targets = int((labels != -100).sum())
 
     model.zero_grad(set_to_none=True)
     ref_logits = cases.reference_logits(case)
@@ -77,7 +91,7 @@ def test_staged_loss_and_grads_match_unsplit(name):
     loss = sum(
         nn.functional.cross_entropy(lg.flatten(0, 1), lb.flatten(), reduction="sum")
         for lg, lb in zip(torch.tensor_split(logits, n), torch.tensor_split(labels, n))
-    ) / labels.numel()
+    ) / n_targets
     loss.backward()
     torch.testing.assert_close(loss, ref_loss, atol=ATOL, rtol=0)
 
@@ -96,6 +110,7 @@ def test_staged_loss_and_grads_match_unsplit(name):
     assert summed.keys() == ref_grads.keys()
     for key, grad in ref_grads.items():
         torch.testing.assert_close(summed[key], grad, atol=ATOL, rtol=1e-4)
+    model.zero_grad(set_to_none=True)  # the model is shared with other tests
 
 
 def test_patched_unsplit_model_matches_hf():
@@ -353,3 +368,13 @@ def test_staged_batch_carries_no_raw_media():
     assert "pixel_values" not in batch and "image_grid_thw" not in batch and VLM_PP_MEDIA_KEY in batch
     staged = stage_vlm_media_for_pp(None, [nn.Module()], batch)
     assert VLM_PP_MEDIA_KEY not in staged and VLM_PP_MEDIA_KEY in batch
+
+
+def test_mrope_positions_must_be_given_with_mm_token_type_ids():
+    """HF derives Qwen-VL 3-D positions from the media; PP stages cannot, so they must be passed."""
+    case = get_case("qwen2_5_vl")
+    stages = pl.split_hf_model_into_stages(case.model, 2)
+    b = case.batch
+    mm = (b["input_ids"] == case.model.config.image_token_id).long()
+    with torch.no_grad(), pytest.raises(ValueError, match="mrope_position_ids"):
+        stages[1](torch.zeros(5, b["input_ids"].shape[1], 64), mm_token_type_ids=mm)

@@ -70,9 +70,11 @@ def tokenize_conversations(conversations: list, processor: Any, max_length: int 
     if isinstance(texts, str):
         texts = [texts]
     images, videos = _extract_media_from_conversations(conversations)
-    kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt", **proc_kwargs}
+    # The rendered template already carries BOS/special tokens; adding them again doubles BOS (Gemma).
+    kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt", "add_special_tokens": False, **proc_kwargs}
     if images is not None:
-        kwargs["images"] = images
+        # Nested per sample: batched processors (Gemma) need to know which sample owns which image.
+        kwargs["images"] = [_extract_media_from_conversations([conv])[0] or [] for conv in conversations]
     if videos is not None:
         kwargs["videos"] = videos
     if max_length is not None:

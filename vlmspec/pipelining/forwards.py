@@ -33,6 +33,7 @@ from ._common import (
     _stage_input,
     _take_media,
     _token_id,
+    _uses_mrope,
     _vision_dtype,
     get_text_module,
 )
@@ -190,12 +191,24 @@ def _make_causal_lm_forward(image_features_fn: Callable, name: str) -> Callable:
         is_first = inputs_embeds is None and input_ids is not None and not _is_hidden_states(input_ids)
         media = _take_media(self, kwargs, is_first)
         token_type_ids = kwargs.pop("token_type_ids", None)
-        kwargs.pop("mm_token_type_ids", None)
+        mm_token_type_ids = kwargs.pop("mm_token_type_ids", None)
+        if (
+            mm_token_type_ids is not None
+            and _uses_mrope(text.config)
+            and position_ids is None
+            and kwargs.get("mrope_position_ids") is None
+        ):
+            # HF would derive 3-D M-RoPE positions from the media here; stages after the first cannot.
+            raise ValueError(
+                "mm_token_type_ids given without position_ids: M-RoPE positions depend on the media and only "
+                "stage 0 sees it. Compute them in the data pipeline (model.model.get_rope_index(...)) and pass "
+                "them batch-first as mrope_position_ids [B, 3, L] to every stage"
+            )
         if is_first and _is_vlm(self):
             inputs_embeds = _embed_and_merge(self, text, input_ids, media, image_features_fn)
             input_ids = None
         elif media.get("pixel_values") is not None or media.get("pixel_values_videos") is not None:
-            raise ValueError("media inputs reached a pipeline stage that does not embed tokens (not stage 0)")
+            raise ValueError(f"{type(self).__name__} is not a vision-language model but received media inputs")
         stage_in = inputs_embeds if inputs_embeds is not None else input_ids
         if token_type_ids is not None and _is_hidden_states(stage_in):
             attention_mask = _vision_mask_mapping(self, stage_in, attention_mask, position_ids, token_type_ids)

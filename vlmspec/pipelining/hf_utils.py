@@ -48,7 +48,7 @@ def _inner_forward_for(text: nn.Module):
     return create_pipeline_forward_inner(type(text).__name__)
 
 
-def patch_hf_model_for_pp(model, patch_inner_model: bool = True, patch_causal_lm_model: bool = True) -> None:
+def patch_hf_model_for_pp(model: nn.Module, patch_inner_model: bool = True, patch_causal_lm_model: bool = True) -> None:
     """Patch a HF model/module (in place) to produce a pipeline-compatible forward.
 
     The caller is responsible for skipping this function when the model opts out via

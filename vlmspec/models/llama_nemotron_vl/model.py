@@ -22,7 +22,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import logging
 
 from .bidirectional import LlamaBidirectionalModel
-from .config import LlamaNemotronVLConfig
+from .config import POOLING_TYPES, LlamaNemotronVLConfig
 from .pooling import pool
 from .vision import _filter_vision_embeddings_by_image_flags, _replace_image_token_embeddings
 from .vision import pixel_shuffle as _pixel_shuffle
@@ -103,7 +103,10 @@ class LlamaNemotronVLModel(PreTrainedModel):
 
     # -- vision -------------------------------------------------------------------------------------
     def pixel_shuffle(self, x: torch.Tensor, scale_factor: float = 0.5) -> torch.Tensor:
-        """``[N, A, B, C] -> [N, A*s, B*s, C/s**2]``; see :func:`.vision.pixel_shuffle`."""
+        """``[N, A, B, C] -> [N, A*s, B*s, C/s**2]`` for ``s = 1/k`` (fold) or ``s = k`` (its exact inverse).
+
+        See :func:`.vision.pixel_shuffle` for the channel order.
+        """
         return _pixel_shuffle(x, scale_factor)
 
     def extract_feature(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -150,6 +153,8 @@ class LlamaNemotronVLModel(PreTrainedModel):
                     )
             vit = self.extract_feature(pixel_values)
             kept = _filter_vision_embeddings_by_image_flags(vit, image_flags)
+            if num_patches_list is not None:
+                self._check_tiles_per_sample(input_ids, num_patches_list, image_flags, vit.shape[1])
             merged = _replace_image_token_embeddings(input_embeds, input_ids, kept, self.img_context_token_id)
             if kept.shape[0] != vit.shape[0]:
                 # Dropped (placeholder) tiles still ran: keep them in the graph so every rank's vision
@@ -171,6 +176,36 @@ class LlamaNemotronVLModel(PreTrainedModel):
             input_embeds = input_embeds + (vit.sum() * 0.0).to(input_embeds.dtype)
         return input_embeds
 
+    def _check_tiles_per_sample(
+        self,
+        input_ids: torch.Tensor,
+        num_patches_list: List[Any],
+        image_flags: Optional[torch.Tensor],
+        tokens_per_tile: int,
+    ) -> None:
+        """Every sample's ``<IMG_CONTEXT>`` count must equal its real tiles x ``tokens_per_tile``.
+
+        The total check in :func:`._replace_image_token_embeddings` cannot see vision rows that would
+        land in the wrong sample (one sample short, another over by the same amount); this one can.
+        """
+        if len(num_patches_list) != input_ids.shape[0]:
+            raise ValueError(
+                f"num_patches_list has {len(num_patches_list)} entries but the batch has "
+                f"{input_ids.shape[0]} samples (it gives the tiles of each sample)"
+            )
+        flags = None if image_flags is None else image_flags.reshape(-1).to(torch.long).cpu()
+        counts = (input_ids == self.img_context_token_id).sum(dim=1).tolist()
+        start = 0
+        for i, n in enumerate(int(n) for n in num_patches_list):
+            real = n if flags is None else int((flags[start : start + n] == 1).sum())
+            start += n
+            if counts[i] != real * tokens_per_tile:
+                raise ValueError(
+                    f"sample {i}: input_ids hold {counts[i]} image context tokens (id {self.img_context_token_id}) "
+                    f"but num_patches_list[{i}] = {n} tile(s) ({real} real) need {real * tokens_per_tile} "
+                    f"({tokens_per_tile} per tile)"
+                )
+
     # -- forward --------------------------------------------------------------------------------
     def forward(
         self,
@@ -191,8 +226,8 @@ class LlamaNemotronVLModel(PreTrainedModel):
         """Embed text, splice in vision embeddings, run the language model.
 
         pixel_values ``[N_tiles, 3, S, S]`` (or None), input_ids/attention_mask/position_ids ``[B, L]``,
-        image_flags ``[N_tiles]`` (1 = real tile), num_patches_list: tiles per sample (checked against
-        ``N_tiles``). run_dummy_vision: for a batch without pixel_values, run the vision tower on one
+        image_flags ``[N_tiles]`` (1 = real tile), num_patches_list: tiles per sample, ``B`` entries
+        (checked against ``N_tiles`` and against each sample's ``<IMG_CONTEXT>`` count). run_dummy_vision: for a batch without pixel_values, run the vision tower on one
         blank tile and add ``0 *`` its output (outputs unchanged, vision parameters get gradients);
         None = only when training with grad enabled. use_cache defaults to False.
 
@@ -265,8 +300,14 @@ class LlamaNemotronVLModel(PreTrainedModel):
         Returns:
             A tensor of embeddings: ``[B, H]`` (``[B, 2H]`` for cls_last, ``[B, L, H]`` for colbert),
             L2-normalized along the last dim, in the model's dtype.
+
+        Raises ValueError for an unknown pool type (before running the model), missing ``input_ids``, or
+        image tiles that do not match the ``<IMG_CONTEXT>`` tokens.
         """
-        pool_type = pool_type or self.config.pooling
+        pool_type = self.config.pooling if pool_type is None else pool_type
+        if pool_type not in POOLING_TYPES:
+            # Checked before the forward pass, not after it.
+            raise ValueError(f"unknown pool_type {pool_type!r}; supported: {', '.join(POOLING_TYPES)}")
         device = self.get_input_embeddings().weight.device
         model_inputs = {
             k: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -292,6 +333,8 @@ class LlamaNemotronVLModel(PreTrainedModel):
         Returns:
             A tensor of embeddings (see :meth:`_embed_batch`), one row per query.
         """
+        if isinstance(queries, str):
+            raise TypeError("queries must be a list of str, got a single str (wrap it in a list)")
         processor = self._get_processor(kwargs.pop("processor", None))
         pool_type = kwargs.pop("pool_type", None)
         batch = processor.process_queries(list(queries), **kwargs)

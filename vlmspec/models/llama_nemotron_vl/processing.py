@@ -203,7 +203,14 @@ class LlamaNemotronVLProcessor:
         )
 
     def process_queries(self, queries: Sequence[str], max_length: Optional[int] = None) -> BatchFeature:
-        """``["what is x"]`` -> tokens of ``"{query_prefix} what is x"``, truncated to ``q_max_length``."""
+        """``["what is x"]`` -> tokens of ``"{query_prefix} what is x"``, truncated to ``q_max_length``.
+
+        Raises TypeError for a bare string or a non-str query, ValueError for an empty list.
+        """
+        if isinstance(queries, str):
+            raise TypeError("queries must be a list of str, got a single str (wrap it in a list)")
+        if len(queries) == 0:
+            raise ValueError("process_queries got no queries")
         for i, q in enumerate(queries):
             if not isinstance(q, str):
                 raise TypeError(f"query {i}: expected str, got {type(q).__name__}")
@@ -216,20 +223,28 @@ class LlamaNemotronVLProcessor:
         texts: Optional[Sequence[Optional[str]]] = None,
         max_length: Optional[int] = None,
     ) -> BatchFeature:
-        """Documents = page images and/or page texts, paired by index (entries may be None)."""
+        """Documents = page images and/or page texts, paired by index (entries may be None).
+
+        Raises ValueError for an empty batch, mismatched lengths, or a document with neither an image
+        nor (non-blank) text; TypeError for a bare string or a text that is not a str.
+        """
         if images is None and texts is None:
             raise ValueError("process_documents needs images, texts, or both")
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of str, got a single str (wrap it in a list)")
         n = len(images) if images is not None else len(texts)
+        if n == 0:
+            raise ValueError("process_documents got no documents")
         if images is not None and texts is not None and len(images) != len(texts):
             raise ValueError(f"images has {len(images)} entries but texts has {len(texts)}")
         images = list(images) if images is not None else [None] * n
         texts = list(texts) if texts is not None else [None] * n
         prompts, pixel_values, num_patches = [], [], []
         for i, (image, text) in enumerate(zip(images, texts)):
-            if image is None and not text:
-                raise ValueError(f"document {i}: has neither an image nor text")
             if text is not None and not isinstance(text, str):
                 raise TypeError(f"document {i}: text must be str, got {type(text).__name__}")
+            if image is None and not (text and text.strip()):
+                raise ValueError(f"document {i}: has neither an image nor text (image=None, text={text!r})")
             parts = [self.passage_prefix]
             tiles = self.tiles(image) if image is not None else []
             if tiles:

@@ -10,23 +10,42 @@ __all__ = ["_filter_vision_embeddings_by_image_flags", "_replace_image_token_emb
 
 
 def pixel_shuffle(x: torch.Tensor, scale_factor: float = 0.5) -> torch.Tensor:
-    """Fold each ``k x k`` block of a patch grid into the channels, ``k = 1 / scale_factor``.
+    """Rescale a patch grid, trading spatial size for channels: ``[N, A, B, C] -> [N, A*s, B*s, C/s**2]``.
 
-    x: ``[N, A, B, C]`` (a grid of ``A x B`` patch states). Returns ``[N, A/k, B/k, C*k*k]`` with
-    ``out[n, i, j, (a*k + b)*C + c] == x[n, i*k + a, j*k + b, c]`` — the InternVL ("v2") channel order
-    that projector weights of this model family expect. ``scale_factor=1`` returns ``x`` unchanged.
+    ``s = scale_factor`` is ``1/k`` or ``k`` for a positive integer ``k``:
+
+    - ``s = 1/k`` (downsample, what the model uses): each ``k x k`` block is folded into the channels,
+      ``out[n, i, j, (a*k + b)*C + c] == x[n, i*k + a, j*k + b, c]`` — the InternVL ("v2") channel order
+      that projector weights of this model family expect. ``A`` and ``B`` must be divisible by ``k``.
+    - ``s = k`` (upsample): the exact inverse, ``out[n, i*k + a, j*k + b, c] == x[n, i, j, (a*k + b)*C' + c]``
+      with ``C' = C / k**2`` (``C`` must be divisible by ``k**2``).
+
+    So ``pixel_shuffle(pixel_shuffle(x, 1/k), k) == x`` and ``pixel_shuffle(pixel_shuffle(x, k), 1/k) == x``
+    exactly (pure data movement). Returns a new contiguous tensor (``x`` itself for ``scale_factor=1``);
+    ``x`` is not modified.
     """
     if x.dim() != 4:
         raise ValueError(f"pixel_shuffle expects [N, A, B, C], got shape {tuple(x.shape)}")
-    k = round(1 / scale_factor)
-    if k < 1 or abs(k * scale_factor - 1) > 1e-6:
-        raise ValueError(f"scale_factor must be 1/k for a positive integer k, got {scale_factor}")
+    if not scale_factor > 0:
+        raise ValueError(f"scale_factor must be 1/k or k for a positive integer k, got {scale_factor}")
+    up = scale_factor > 1
+    k = round(scale_factor if up else 1 / scale_factor)
+    if abs((scale_factor if up else 1 / scale_factor) - k) > 1e-6:
+        raise ValueError(f"scale_factor must be 1/k or k for a positive integer k, got {scale_factor}")
+    if k == 1:
+        return x
     n, a, b, c = x.shape
+    if up:
+        if c % (k * k):
+            raise ValueError(f"channels {c} are not divisible by scale_factor**2 = {k * k}")
+        c_out = c // (k * k)
+        # channel index (a_off*k + b_off)*C' + c  ->  grid offsets (a_off, b_off)
+        x = x.reshape(n, a, b, k, k, c_out).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(n, a * k, b * k, c_out).contiguous()
     if a % k or b % k:
         raise ValueError(f"patch grid {a}x{b} is not divisible by 1/scale_factor = {k}")
-    x = x.reshape(n, a, b // k, c * k)  # fold k neighbours along B into channels
-    x = x.permute(0, 2, 1, 3).reshape(n, b // k, a // k, c * k * k)  # then k neighbours along A
-    return x.permute(0, 2, 1, 3).contiguous()
+    x = x.reshape(n, a // k, k, b // k, k, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, a // k, b // k, k * k * c).contiguous()
 
 
 def _filter_vision_embeddings_by_image_flags(

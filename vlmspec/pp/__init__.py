@@ -1,0 +1,1 @@
+"""Implementation of ``vlmspec.pp_media`` (pipeline-parallel media chunking); import from the facade."""

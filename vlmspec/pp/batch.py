@@ -1,0 +1,237 @@
+"""PP media on batches: ``prepare_vlm_media_for_pp`` (collate side), ``stage_vlm_media_for_pp``
+(training-loop side) and ``wrap_vlm_collate_for_pp``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import torch
+
+from .chunking import (
+    _IMAGE_GRID_KEYS,
+    _VLM_MEDIA_KEYS,
+    VLM_PP_MEDIA_INDEX_KEY,
+    VLM_PP_MEDIA_KEY,
+    _as_counts,
+    _check_microbatching,
+    _item_bounds,
+    _resolve_layout,
+    _row_offsets,
+    _sample_bounds,
+    _split_stream,
+    chunk_step3_media,
+)
+
+
+def _chunk_image_stream(batch: MutableMapping[str, Any], batch_size: int, n: int) -> list[dict[str, torch.Tensor]]:
+    pixel_values = batch["pixel_values"]
+    grids = {k: batch.get(k) for k in _IMAGE_GRID_KEYS if batch.get(k) is not None}
+    # Flat layouts need a patch-count grid; prefer the one `_select_image_grid` would choose.
+    grid_key = next((k for k in _IMAGE_GRID_KEYS if k in grids), None)
+    items, rows = _resolve_layout(
+        pixel_values,
+        grids.get(grid_key) if grid_key else None,
+        batch_size,
+        batch.get("n_images_per_sample"),
+        pixel_field="pixel_values",
+        grid_field=grid_key or "image_grid_thw",
+        count_field="n_images_per_sample",
+    )
+    for key, grid in grids.items():
+        if grid.shape[0] != len(rows):
+            raise ValueError(f"{key} has {grid.shape[0]} rows but pixel_values holds {len(rows)} images")
+    n_images = batch.get("n_images_per_sample")
+    counts = ("n_images_per_sample", n_images) if n_images is not None else None
+    chunks = _split_stream(pixel_values, grids, items, rows, batch_size, n, counts)
+    for c in chunks:
+        c["pixel_values"] = c.pop("__pixels__")
+    return chunks
+
+
+def _chunk_video_stream(batch: MutableMapping[str, Any], batch_size: int, n: int) -> list[dict[str, torch.Tensor]]:
+    pixel_values_videos = batch["pixel_values_videos"]
+    grid = batch.get("video_grid_thw")
+    counts = batch.get("n_videos_per_sample")
+    frames = batch.get("num_frames_per_video")
+    if pixel_values_videos.ndim > 2 and frames is not None:
+        # Gemma4-style: frames of all videos concatenated along dim 0; video v owns frames[v] rows.
+        n_videos = int(frames.numel())
+        rows = [int(f) for f in frames.tolist()]
+        if sum(rows) != pixel_values_videos.shape[0]:
+            raise ValueError(
+                f"num_frames_per_video sums to {sum(rows)} but pixel_values_videos has "
+                f"{pixel_values_videos.shape[0]} frames"
+            )
+        if counts is not None:
+            items = _as_counts(counts, batch_size, "n_videos_per_sample")
+        elif n_videos == batch_size:
+            items = [1] * batch_size
+        else:
+            raise ValueError(
+                f"pixel_values_videos holds {n_videos} videos for batch_size={batch_size} and "
+                f"n_videos_per_sample was not given; pass n_videos_per_sample (long [batch_size])"
+            )
+        if sum(items) != n_videos:
+            raise ValueError(f"n_videos_per_sample sums to {sum(items)} but there are {n_videos} videos")
+        per_frame = {"video_position_ids": batch.get("video_position_ids")}
+    else:
+        items, rows = _resolve_layout(
+            pixel_values_videos,
+            grid,
+            batch_size,
+            counts,
+            pixel_field="pixel_values_videos",
+            grid_field="video_grid_thw",
+            count_field="n_videos_per_sample",
+        )
+        per_frame = {}
+    per_video = {k: batch.get(k) for k in ("video_grid_thw", "second_per_grid_ts", "num_frames_per_video")}
+    for key, tensor in per_video.items():
+        if tensor is not None and tensor.shape[0] != len(rows):
+            raise ValueError(f"{key} has {tensor.shape[0]} entries but pixel_values_videos holds {len(rows)} videos")
+    count_pair = ("n_videos_per_sample", counts) if counts is not None else None
+    chunks = _split_stream(pixel_values_videos, per_video, items, rows, batch_size, n, count_pair)
+    offsets = _row_offsets(rows)
+    for c, (i0, i1) in zip(chunks, _item_bounds(items, batch_size, n)):
+        c["pixel_values_videos"] = c.pop("__pixels__")
+        for key, tensor in per_frame.items():
+            if tensor is not None:
+                c[key] = tensor[offsets[i0] : offsets[i1]]
+    return chunks
+
+
+def prepare_vlm_media_for_pp(
+    batch: MutableMapping[str, Any],
+    batch_size: int,
+    n_microbatches: int,
+) -> MutableMapping[str, Any]:
+    """Move VLM media tensors into pre-chunked PP media storage on the batch.
+
+    This is intended to run from VLM collate/dataloader code when PP is enabled.
+    The returned batch no longer carries raw media tensors that PyTorch PP would
+    chunk by row incorrectly; instead it carries ``VLM_PP_MEDIA_KEY`` with
+    per-microbatch media chunks: ``list[dict[str, Tensor]]`` of length ``n_microbatches``, where dict
+    ``k`` holds the model kwargs (``pixel_values``, ``image_grid_thw``, ``pixel_values_videos``, ...,
+    plus the per-sample counts) of text microbatch ``k``. It also carries ``VLM_PP_MEDIA_INDEX_KEY``
+    (long ``[B]``, the microbatch index of each sample).
+
+    A batch without media is returned as a shallow copy, unchanged. The input batch is not mutated.
+    """
+    _check_microbatching(batch_size, n_microbatches)
+    input_ids = batch.get("input_ids")
+    if isinstance(input_ids, torch.Tensor) and input_ids.shape[0] != batch_size:
+        raise ValueError(f"input_ids has {input_ids.shape[0]} rows but batch_size={batch_size}")
+    out = type(batch)() if _is_constructible(batch) else {}
+    out.update(batch)
+    present = [k for k in _VLM_MEDIA_KEYS if batch.get(k) is not None]
+    if not present:
+        return out
+
+    chunks: list[dict[str, torch.Tensor]] = [{} for _ in range(n_microbatches)]
+    is_step3 = batch.get("patch_pixel_values") is not None or batch.get("num_patches") is not None
+    if is_step3:
+        step3 = chunk_step3_media(
+            batch["pixel_values"],
+            batch_size,
+            n_microbatches,
+            num_patches=batch.get("num_patches"),
+            patch_pixel_values=batch.get("patch_pixel_values"),
+            patch_newline_mask=batch.get("patch_newline_mask"),
+        )
+        for key, per_mb in step3.items():
+            for k, t in enumerate(per_mb):
+                chunks[k][key] = t
+    elif batch.get("pixel_values") is not None:
+        for k, c in enumerate(_chunk_image_stream(batch, batch_size, n_microbatches)):
+            chunks[k].update(c)
+    elif any(batch.get(k) is not None for k in _IMAGE_GRID_KEYS):
+        raise ValueError("the batch has image metadata but no pixel_values; pass pixel_values or drop the metadata")
+
+    if batch.get("pixel_values_videos") is not None:
+        for k, c in enumerate(_chunk_video_stream(batch, batch_size, n_microbatches)):
+            chunks[k].update(c)
+
+    for key in present:
+        del out[key]
+    out[VLM_PP_MEDIA_KEY] = chunks
+    sizes = torch.tensor([e - s for s, e in _sample_bounds(batch_size, n_microbatches)])
+    device = input_ids.device if isinstance(input_ids, torch.Tensor) else None
+    out[VLM_PP_MEDIA_INDEX_KEY] = torch.repeat_interleave(torch.arange(n_microbatches), sizes).to(device)
+    return out
+
+
+def _is_constructible(batch: MutableMapping[str, Any]) -> bool:
+    try:
+        type(batch)()
+    except TypeError:
+        return False
+    return True
+
+
+def _first_stage_module(pp: Any, model_parts: list[torch.nn.Module]) -> torch.nn.Module | None:
+    """The module of this rank that runs PP stage 0, or ``None`` if this rank holds no first stage."""
+    if not model_parts:
+        return None
+    if pp is None:
+        return model_parts[0]
+    info = getattr(pp, "info", None)
+    for holder in (info, pp):
+        flag = getattr(holder, "has_first_stage", None)
+        if isinstance(flag, bool):
+            return model_parts[0] if flag else None
+    stages = getattr(pp, "_stages", None) or ([pp._stage] if getattr(pp, "_stage", None) is not None else [])
+    for stage in stages:
+        if getattr(stage, "is_first", False):
+            return getattr(stage, "submod", model_parts[0])
+    if stages:
+        return None
+    return model_parts[0]
+
+
+def stage_vlm_media_for_pp(
+    pp: Any,
+    model_parts: list[torch.nn.Module],
+    batch: MutableMapping[str, Any],
+) -> MutableMapping[str, Any]:
+    """Attach dataloader-prepared VLM media chunks to PP stage 0 for one schedule call.
+
+    ``pp`` is the pipeline handle (an object with ``info.has_first_stage`` / ``has_first_stage``, a
+    ``torch.distributed.pipelining`` schedule, or ``None`` meaning ``model_parts[0]`` is stage 0).
+    On the rank holding stage 0, sets on that module:
+
+    - ``_vlm_media_chunks``: the ``list[dict]`` from ``batch[VLM_PP_MEDIA_KEY]`` (``[]`` if absent),
+    - ``_vlm_pixel_values_chunks``: ``[chunk.get("pixel_values")]`` for models that keep their own forward,
+    - ``_vlm_chunk_idx = 0``: counter used when ``VLM_PP_MEDIA_INDEX_KEY`` is not passed to the forward.
+
+    Returns a new batch without ``VLM_PP_MEDIA_KEY``, ready for ``schedule.step(**batch)``.
+    """
+    chunks = batch.get(VLM_PP_MEDIA_KEY) or []
+    module = _first_stage_module(pp, model_parts)
+    if module is not None:
+        module._vlm_media_chunks = list(chunks)
+        module._vlm_pixel_values_chunks = [c.get("pixel_values") for c in chunks]
+        module._vlm_chunk_idx = 0
+    return {k: v for k, v in batch.items() if k != VLM_PP_MEDIA_KEY}
+
+
+def wrap_vlm_collate_for_pp(
+    collate_fn: Callable[[Any], MutableMapping[str, Any]],
+    n_microbatches: int,
+) -> Callable[[Any], MutableMapping[str, Any]]:
+    """Wrap a VLM collate function so it prepares media tensors for PP.
+
+    The batch size is read from ``input_ids.shape[0]`` of the collated batch (else ``len(examples)``).
+    """
+    if not isinstance(n_microbatches, int) or n_microbatches <= 0:
+        raise ValueError(f"n_microbatches must be a positive int, got {n_microbatches!r}")
+
+    @functools.wraps(collate_fn)
+    def wrapped(examples: Any, *args: Any, **kwargs: Any) -> MutableMapping[str, Any]:
+        batch = collate_fn(examples, *args, **kwargs)
+        input_ids = batch.get("input_ids")
+        batch_size = int(input_ids.shape[0]) if isinstance(input_ids, torch.Tensor) else len(examples)
+        return prepare_vlm_media_for_pp(batch, batch_size, n_microbatches)
+
+    return wrapped
