@@ -136,6 +136,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         check = getattr(item.module, "CHECK", item.name)
         case = callspec.params.get("case")
+        skip = spec.skip(check, getattr(case, "id", None))
+        if skip is not None:
+            item.add_marker(pytest.mark.skip(reason=skip.reason))
         xf = spec.expected_failure(check, getattr(case, "id", None))
         if xf is not None:
             reason = xf.reason + (f" ({xf.link})" if xf.link else "")

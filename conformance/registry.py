@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "families"
-CHECKS = ("labels", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden")
+CHECKS = ("labels", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden", "template_behaviour",
+          "pp_chunking", "pp_staged_forward", "pp_distributed", "pp_golden")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class FamilySpec:
     vision_module: str | None = None
     vision_tokens: tuple[str, ...] = ()
     expected_failures: tuple[ExpectedFailure, ...] = ()
+    skips: tuple[ExpectedFailure, ...] = ()  # checks that cannot apply to some fixtures, with the reason
+    template_behaviour: tuple[dict, ...] = ()  # documented template quirks to verify
     registered: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -42,15 +45,18 @@ class FamilySpec:
         return self.model_id.replace("/", "--")
 
     def expected_failure(self, check: str, fixture: str | None = None) -> ExpectedFailure | None:
-        for xf in self.expected_failures:
-            if xf.check == check and (not xf.fixtures or fixture in xf.fixtures):
-                return xf
-        return None
+        return _match(self.expected_failures, check, fixture)
+
+    def skip(self, check: str, fixture: str | None = None) -> ExpectedFailure | None:
+        return _match(self.skips, check, fixture)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "<record>") -> "FamilySpec":
         known = {"model_id", "family", "processor_class", "collate", "checks", "model_class", "vision_module",
-                 "vision_tokens", "expected_failures"}
+                 "vision_tokens", "expected_failures", "skips", "template_behaviour"}
+        entries = lambda key: tuple(  # noqa: E731
+            ExpectedFailure(x["check"], x["reason"], tuple(x.get("fixtures", ())), x.get("link", ""))
+            for x in data.get(key, ()))
         try:
             checks = tuple(data["checks"])
             unknown = set(checks) - set(CHECKS)
@@ -60,14 +66,19 @@ class FamilySpec:
                 model_id=data["model_id"], family=data["family"], processor_class=data["processor_class"],
                 collate=data["collate"], checks=checks, model_class=data.get("model_class"),
                 vision_module=data.get("vision_module"), vision_tokens=tuple(data.get("vision_tokens", ())),
-                expected_failures=tuple(
-                    ExpectedFailure(x["check"], x["reason"], tuple(x.get("fixtures", ())), x.get("link", ""))
-                    for x in data.get("expected_failures", ())
-                ),
+                expected_failures=entries("expected_failures"), skips=entries("skips"),
+                template_behaviour=tuple(data.get("template_behaviour", ())),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except KeyError as exc:
             raise ValueError(f"{source}: family record is missing {exc}") from None
+
+
+def _match(entries: tuple[ExpectedFailure, ...], check: str, fixture: str | None) -> ExpectedFailure | None:
+    for entry in entries:
+        if entry.check == check and (not entry.fixtures or fixture in entry.fixtures):
+            return entry
+    return None
 
 
 @lru_cache(maxsize=1)

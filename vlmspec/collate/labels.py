@@ -135,6 +135,11 @@ def _derive_turn_markers(tokenizer: Any) -> tuple[list[int], int]:
     if sent_first is None or sent_last is None or sent_last + 1 >= len(ids):
         raise ValueError("cannot derive turn markers: sentinel has no token span or no token follows it")
     marker_start = next((i for i, (s, e) in enumerate(offsets) if s >= common), sent_first)
+    if marker_start >= sent_first:
+        # The user turn's rendering already ends with the assistant opener (Mistral's
+        # "[INST]hi[/INST]"): the marker is what follows the user's text.
+        user_end = full_text.rfind("hi", 0, pos) + len("hi")
+        marker_start = next((i for i, (s, e) in enumerate(offsets) if s >= user_end), sent_first)
     marker = ids[marker_start:sent_first]
     if not marker:
         raise ValueError("cannot derive turn markers: the assistant marker is empty")

@@ -243,10 +243,36 @@ def _rename_in_vocab(vocab: Any, old: str, new: str) -> bool:
     return False
 
 
+def _tekken_to_tokenizer_json(recipe: Recipe, base: bytes) -> bytes:
+    """Mistral ``tekken.json`` -> HF ``tokenizer.json`` with transformers' own converter.
+
+    Old-format files have no ``special_tokens`` list; the recipe supplies the named ones (ranks
+    0..n-1) and transformers fills ``<SPECIAL_i>`` up to ``default_num_special_tokens``.
+    """
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    raw = json.loads(base)
+    if "special_tokens" not in raw:
+        names = recipe.extra.get("special_tokens")
+        if not names:
+            raise PackError(f"{recipe.spec}: old-format tekken file needs a 'special_tokens' list in the recipe")
+        raw["special_tokens"] = [{"rank": i, "token_str": name, "is_control": True} for i, name in enumerate(names)]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "tekken.json"
+        src.write_text(json.dumps(raw))
+        # chat_template="" keeps the converter from looking for or generating a template.
+        fast = convert_tekken_tokenizer(str(src), chat_template="")
+        out = Path(tmp) / "out"
+        fast.backend_tokenizer.save(str(out))
+        return out.read_bytes()
+
+
 def build_tokenizer_json(recipe: Recipe, base: bytes) -> bytes:
-    """Apply the recipe's edits to the base ``tokenizer.json`` bytes."""
+    """Apply the recipe's edits to the base tokenizer file's bytes; returns ``tokenizer.json`` bytes."""
+    if recipe.kind == "tekken":
+        return _tekken_to_tokenizer_json(recipe, base)
     if recipe.kind != "derive":
-        raise PackError(f"{recipe.spec}: recipe kind {recipe.kind!r} is not supported yet (supported: derive)")
+        raise PackError(f"{recipe.spec}: recipe kind {recipe.kind!r} is not supported (supported: derive, tekken)")
     tok = json.loads(base)
     added = tok.get("added_tokens", [])
     if recipe.drop_added_tokens_with_id_gte is not None:
