@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-_OUTCOMES_KEY = pytest.StashKey[dict]()
 _STATE: dict = {}
 
 
@@ -33,8 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="allow Hugging Face Hub access (default: HF_HUB_OFFLINE=1)")
     group.addoption("--trust-remote-code", action="store_true",
                     help="allow processors with remote code (off by default; shown in the report)")
-    group.addoption("--conformance-report", default="reports/conformance.json", metavar="PATH",
-                    help="where to write the JSON conformance report")
+    group.addoption("--conformance-report", default="reports", metavar="DIR",
+                    help="directory for conformance-report.json and conformance-report.md")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +41,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("--online"):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    config.stash[_OUTCOMES_KEY] = defaultdict(lambda: defaultdict(list))
 
 
 def pytest_cmdline_main(config: pytest.Config):
@@ -152,11 +150,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if info is None:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
-        if hasattr(report, "wasxfail") and report.passed:
-            outcome = "xpassed"
+        reason = ""
+        if hasattr(report, "wasxfail"):
+            outcome = "xfailed" if report.skipped else "xpassed"
+            reason = report.wasxfail
+        elif report.skipped:
+            outcome = "skipped"
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            reason = reason.removeprefix("Skipped: ")
+        else:
+            outcome = report.outcome if report.when == "call" else "error"
         _STATE.setdefault("outcomes", defaultdict(lambda: defaultdict(list)))[info["model"]][info["check"]].append(
-            {"case": info["case"], "outcome": outcome})
+            {"case": info["case"], "outcome": outcome, "reason": reason})
 
 
 def _fixture_class(model_id: str) -> str:
@@ -173,32 +178,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     outcomes = _STATE.get("outcomes")
     if not outcomes:
         return
-    tr = terminalreporter
-    tr.section("vlmspec conformance")
-    for note in _STATE.get("notes", []):
-        tr.write_line(f"note: {note}")
     import transformers
 
-    tr.write_line(f"implementation: vlmspec | transformers {transformers.__version__} | "
-                  f"trust_remote_code={'ON' if config.getoption('--trust-remote-code') else 'off'} | "
-                  f"hub={'online' if config.getoption('--online') else 'offline'}")
-    report = {"implementation": "vlmspec", "transformers": transformers.__version__,
-              "trust_remote_code": bool(config.getoption("--trust-remote-code")), "models": {}}
-    for model_id, checks in outcomes.items():
-        klass = _fixture_class(model_id)
-        tr.write_line(f"{model_id}  [{klass}]")
-        report["models"][model_id] = {"fixture_class": klass, "checks": {}}
-        for check, results in checks.items():
-            counts: dict[str, int] = defaultdict(int)
-            for r in results:
-                counts[r["outcome"]] += 1
-            summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-            status = "FAIL" if counts.get("failed") or counts.get("xpassed") else "ok"
-            tr.write_line(f"  {check:<28} {status:<5} {summary}")
-            report["models"][model_id]["checks"][check] = {"status": status, "counts": dict(counts), "results": results}
-    path = Path(config.getoption("--conformance-report"))
-    if not path.is_absolute():
-        path = Path(config.rootpath) / path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    tr.write_line(f"report written to {path}")
+    from . import report as report_mod
+
+    meta = {"implementation": "vlmspec", "transformers": transformers.__version__,
+            "hub": "online" if config.getoption("--online") else "offline",
+            "trust_remote_code": bool(config.getoption("--trust-remote-code")),
+            "notes": _STATE.get("notes", [])}
+    report = report_mod.build(meta, outcomes, {m: _fixture_class(m) for m in outcomes})
+    tr = terminalreporter
+    tr.section("vlmspec conformance")
+    tr.write_line(f"implementation: vlmspec | transformers {meta['transformers']} | hub {meta['hub']} | "
+                  f"trust_remote_code={'ON' if meta['trust_remote_code'] else 'off'}")
+    for note in meta["notes"]:
+        tr.write_line(f"note: {note}")
+    for line in report_mod.to_terminal(report):
+        tr.write_line(line)
+    directory = Path(config.getoption("--conformance-report"))
+    if not directory.is_absolute():
+        directory = Path(config.rootpath) / directory
+    json_path, md_path = report_mod.write(report, directory)
+    tr.write_line(f"report: {json_path} and {md_path}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "families"
-CHECKS = ("labels", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden", "template_behaviour",
+CHECKS = ("labels", "vision_tokens", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden", "template_behaviour",
           "pp_chunking", "pp_staged_forward", "pp_distributed", "pp_golden")
 
 

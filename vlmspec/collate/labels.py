@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 logger = logging.getLogger("vlmspec.collate_fns")
@@ -151,13 +152,17 @@ def _build_labels_from_markers(input_ids_batch: torch.Tensor, assistant_marker: 
 
     input_ids_batch: ``[B, L]``. Returns labels ``[B, L]`` with ``-100`` elsewhere. A turn with no
     stop (truncated) is supervised to the end of the row; the caller masks padding.
-    Vectorized: a position is inside a turn iff the last content start at or before it comes after
-    the last stop strictly before it.
+    A position is inside a turn iff the last content start at or before it comes after the last stop
+    strictly before it. CPU tensors take a sparse numpy scan (markers are rare, and numpy runs
+    single-threaded, so a loaded 2-core machine does not stall on OpenMP barriers); other devices
+    take the equivalent dense torch scan.
     """
     if input_ids_batch.dim() != 2:
         raise ValueError(f"input_ids_batch must be [B, L], got shape {tuple(input_ids_batch.shape)}")
-    bsz, length = input_ids_batch.shape
     m = len(assistant_marker)
+    if input_ids_batch.device.type == "cpu" and not input_ids_batch.dtype.is_floating_point:
+        return _labels_from_markers_numpy(input_ids_batch, [int(t) for t in assistant_marker], int(stop_id))
+    bsz, length = input_ids_batch.shape
     labels = torch.full_like(input_ids_batch, IGNORE_INDEX)
     if m == 0 or length < m:
         return labels
@@ -176,6 +181,50 @@ def _build_labels_from_markers(input_ids_batch: torch.Tensor, assistant_marker: 
     last_stop_before = torch.cat([torch.full((bsz, 1), -1, dtype=stops.dtype, device=stops.device), stops[:, :-1]], 1)
     inside = (last_open >= 0) & (last_open > last_stop_before)
     return torch.where(inside, input_ids_batch, labels)
+
+
+def _pattern_starts(flat: np.ndarray, length: int, pattern: Sequence[int], room: int = 0) -> np.ndarray:
+    """Flat indices where *pattern* starts in the rows of a flattened ``[B, length]`` array.
+
+    Only starts whose pattern (plus *room* further positions) fits inside the same row count.
+    Sparse: candidates are the (rare) occurrences of the first token, then each further token filters.
+    """
+    m = len(pattern)
+    cand = np.flatnonzero(flat == pattern[0])
+    if m + room > 1 and cand.size:
+        cand = cand[cand % length <= length - m - room]
+    for k in range(1, m):
+        if not cand.size:
+            break
+        cand = cand[flat[cand + k] == pattern[k]]
+    return cand
+
+
+def _labels_from_markers_numpy(input_ids: torch.Tensor, marker: list[int], stop_id: int) -> torch.Tensor:
+    ids = input_ids.numpy()
+    bsz, length = ids.shape
+    m = len(marker)
+    if m == 0 or length <= m or bsz == 0:
+        return torch.full_like(input_ids, IGNORE_INDEX)
+    flat = np.ascontiguousarray(ids).reshape(-1)
+    starts = _pattern_starts(flat, length, marker, room=1) + m  # first content position of each turn
+    if not starts.size:
+        return torch.full_like(input_ids, IGNORE_INDEX)
+    stops = np.flatnonzero(flat == stop_id)
+    # each turn runs to the first stop at or after its start in the same row, else to the row's end
+    row_last = (starts // length) * length + (length - 1)
+    nxt = np.searchsorted(stops, starts)
+    ends = row_last.copy()
+    has = nxt < stops.size
+    cand_end = stops[np.minimum(nxt, max(stops.size - 1, 0))] if stops.size else row_last
+    has &= cand_end <= row_last
+    ends[has] = cand_end[has]
+    n = flat.size
+    edges = np.bincount(starts, minlength=n + 1)[: n + 1].astype(np.int32)
+    edges -= np.bincount(ends + 1, minlength=n + 1)[: n + 1].astype(np.int32)
+    inside = np.cumsum(edges[:n], dtype=np.int32) > 0
+    out = np.where(inside, flat, IGNORE_INDEX).astype(ids.dtype, copy=False).reshape(bsz, length)
+    return torch.from_numpy(out)
 
 
 def _extract_assistant_text(message: dict[str, Any]) -> str:
@@ -295,13 +344,20 @@ def _label_straddled_turns(labels: torch.Tensor, input_ids: torch.Tensor, marker
     """
     if len(marker) < 2:
         return labels
-    head = torch.as_tensor(marker[:-1], dtype=input_ids.dtype, device=input_ids.device)
-    k = len(head)
-    if input_ids.shape[1] <= k:
+    k = len(marker) - 1
+    length = input_ids.shape[1]
+    if length <= k:
         return labels
-    starts = (input_ids.unfold(1, k, 1)[:, : input_ids.shape[1] - k] == head).all(-1)
-    nxt = input_ids[:, k:]
-    candidates = (starts & (nxt != marker[-1])).nonzero().tolist()
+    if input_ids.device.type == "cpu" and not input_ids.dtype.is_floating_point:
+        flat = np.ascontiguousarray(input_ids.numpy()).reshape(-1)
+        found = _pattern_starts(flat, length, [int(t) for t in marker[:-1]], room=1)
+        found = found[flat[found + k] != int(marker[-1])]
+        candidates = [[int(f) // length, int(f) % length] for f in found]
+    else:
+        head = torch.as_tensor(marker[:-1], dtype=input_ids.dtype, device=input_ids.device)
+        starts = (input_ids.unfold(1, k, 1)[:, : length - k] == head).all(-1)
+        nxt = input_ids[:, k:]
+        candidates = (starts & (nxt != marker[-1])).nonzero().tolist()
     if not candidates:
         return labels
     tail = _decode_single_token(tokenizer, marker[-1])
