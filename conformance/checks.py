@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from . import impl
 from .corpus import Case
 from .loading import collate_for, fixture_class, load_processor
 from .oracle import oracle_supervised_positions
@@ -131,8 +132,8 @@ def legacy_vs_template(spec: FamilySpec, case: Case) -> dict[str, list[int]]:
     Returns ``{"mislabeled": positions legacy supervises that the template does not,
     "missed": template positions legacy leaves out}``.
     """
-    from vlmspec.collate_fns import build_labels, build_labels_from_template
-
+    build_labels = impl.get("collate_fns", "build_labels")
+    build_labels_from_template = impl.get("collate_fns", "build_labels_from_template")
     processor = load_processor(spec.model_id)
     c = collate_case(spec, case)
     ids = torch.tensor([c.full_ids])
@@ -171,8 +172,7 @@ def golden_record(spec: FamilySpec, case: Case) -> dict[str, Any]:
 
 def _fake_image_record(spec: FamilySpec, case: Case) -> dict[str, Any]:
     """Where the injected fake image lands and what the collate masks."""
-    from vlmspec.fake_image import inject_fake_image_into_conversation
-
+    inject_fake_image_into_conversation = impl.get("fake_image", "inject_fake_image_into_conversation")
     processor = load_processor(spec.model_id)
     batch = collate_for(spec)([{"conversation": inject_fake_image_into_conversation(case.conversation),
                                 "_injected_fake": True}], processor)

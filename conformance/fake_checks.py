@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from . import impl
 from .checks import IGNORE, CheckFailure, decode_runs, header, runs
 from .corpus import Case
 from .loading import collate_for, load_processor, load_tiny_model, resolve_module
@@ -71,8 +72,7 @@ def check_fake_masking(spec: FamilySpec, case: Case, batch: dict[str, torch.Tens
 
 def check_fake_image_invisible(spec: FamilySpec, case: Case) -> None:
     """Masking, vision tower participation, and identical real-token logits (within 1e-5, fp32)."""
-    from vlmspec.fake_image import inject_fake_image_into_conversation
-
+    inject_fake_image_into_conversation = impl.get("fake_image", "inject_fake_image_into_conversation")
     processor = load_processor(spec.model_id)
     collate = collate_for(spec)
     plain_conv = case.conversation
@@ -117,8 +117,7 @@ def _compare_real_logits(spec, case, fake, row, plain, check, plain_row=0) -> No
 def check_fake_image_mixed_batch(spec: FamilySpec, text_case: Case, image_case: Case) -> None:
     """A fake-image sample batched with a real-image sample: each row's real-token logits equal the
     row collated alone (the fake image must not disturb its neighbour either)."""
-    from vlmspec.fake_image import inject_fake_image_into_conversation
-
+    inject_fake_image_into_conversation = impl.get("fake_image", "inject_fake_image_into_conversation")
     processor = load_processor(spec.model_id)
     collate = collate_for(spec)
     fake_conv = inject_fake_image_into_conversation(text_case.conversation)

@@ -48,11 +48,11 @@ def fixture_class(spec: FamilySpec) -> str:
 
 
 def collate_for(spec: FamilySpec) -> Callable:
-    from vlmspec import collate_fns
+    from . import impl
 
     if spec.collate == "auto":
-        return collate_fns.COLLATE_FNS.get(spec.processor_class, collate_fns.default_collate_fn) if hasattr(collate_fns, "COLLATE_FNS") else collate_fns.default_collate_fn
-    return getattr(collate_fns, spec.collate)
+        return impl.get("collate_fns", "COLLATE_FNS").get(spec.processor_class, impl.get("collate_fns", "default_collate_fn"))
+    return impl.get("collate_fns", spec.collate)
 
 
 @lru_cache(maxsize=None)

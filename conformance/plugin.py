@@ -28,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--family", action="append", default=[], metavar="PREFIX",
                     help="select registered models whose family or id starts with PREFIX (e.g. qwen)")
     group.addoption("--list-models", action="store_true", help="print the family registry and exit")
+    group.addoption("--impl", default="vlmspec", metavar="NAME",
+                    help="implementation under test: vlmspec (default), nemo_automodel, or a module path "
+                         "defining VLMSPEC_IMPL")
     group.addoption("--online", action="store_true",
                     help="allow Hugging Face Hub access (default: HF_HUB_OFFLINE=1)")
     group.addoption("--trust-remote-code", action="store_true",
@@ -38,6 +41,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance(check): a vlmspec conformance check")
+    from . import impl
+
+    try:
+        impl.activate(config.getoption("--impl"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if not config.getoption("--online"):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -182,14 +191,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
     from . import report as report_mod
 
-    meta = {"implementation": "vlmspec", "transformers": transformers.__version__,
+    from . import impl
+
+    meta = {"implementation": impl.active(), "transformers": transformers.__version__,
             "hub": "online" if config.getoption("--online") else "offline",
             "trust_remote_code": bool(config.getoption("--trust-remote-code")),
             "notes": _STATE.get("notes", [])}
     report = report_mod.build(meta, outcomes, {m: _fixture_class(m) for m in outcomes})
     tr = terminalreporter
     tr.section("vlmspec conformance")
-    tr.write_line(f"implementation: vlmspec | transformers {meta['transformers']} | hub {meta['hub']} | "
+    tr.write_line(f"implementation: {meta['implementation']} | transformers {meta['transformers']} | hub {meta['hub']} | "
                   f"trust_remote_code={'ON' if meta['trust_remote_code'] else 'off'}")
     for note in meta["notes"]:
         tr.write_line(f"note: {note}")

@@ -3,6 +3,7 @@
 If ``_get_vision_token_ids`` finds nothing, fake-image masking silently does nothing for the family.
 """
 
+from conformance import impl
 from conformance.checks import CheckFailure, header
 from conformance.fake_checks import vision_token_ids
 from conformance.loading import load_processor
@@ -11,8 +12,7 @@ CHECK = "vision_tokens"
 
 
 def test_vision_tokens(family):
-    from vlmspec.fake_image import _get_vision_token_ids
-
+    _get_vision_token_ids = impl.get("fake_image", "_get_vision_token_ids")
     processor = load_processor(family.model_id)
     found = _get_vision_token_ids(processor)
     declared = set(vision_token_ids(family, processor))
