@@ -50,6 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("--online"):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    if config.getoption("--model") or config.getoption("--family"):
+        selected_specs(config)  # resolve now: a bad id is a usage error, not a collection error
 
 
 def pytest_cmdline_main(config: pytest.Config):
@@ -93,11 +95,12 @@ def selected_specs(config: pytest.Config) -> list:
         if model_id in registry:
             specs.append(registry[model_id])
             continue
-        close = closest_ids(model_id)
-        if len(close) == 1 and close[0].lower().startswith(model_id.lower()):
-            _STATE.setdefault("notes", []).append(f"--model {model_id} taken as {close[0]} (unambiguous prefix)")
-            specs.append(registry[close[0]])
+        prefixed = [i for i in registry if i.lower().startswith(model_id.lower())]
+        if len(prefixed) == 1:
+            _STATE.setdefault("notes", []).append(f"--model {model_id} taken as {prefixed[0]} (unambiguous prefix)")
+            specs.append(registry[prefixed[0]])
             continue
+        close = closest_ids(model_id)
         try:
             processor = load_processor(model_id)
         except Exception as exc:
