@@ -23,7 +23,8 @@ class CheckFailure(AssertionError):
 
 
 def header(spec: FamilySpec, case_id: str, check: str) -> str:
-    return f"[{spec.model_id} | {fixture_class(spec)} | fixture {case_id} | check {check}]"
+    via = f" | collate {spec.collate}" if spec.variant else ""
+    return f"[{spec.model_id} | {fixture_class(spec)}{via} | fixture {case_id} | check {check}]"
 
 
 def runs(positions: list[int]) -> list[tuple[int, int]]:
@@ -61,8 +62,23 @@ def _images_in(conversation: list) -> list:
             for item in m["content"] if item.get("type") == "image"]
 
 
-def processor_ids(processor: Any, conversation: list) -> tuple[list[int], str]:
+def render_transform(spec: FamilySpec):
+    """The documented rewrite of the rendered prompt by the family's collate, from its record.
+
+    ``"text_injection": {"after": "<|turn>model\\n", "insert": "<|channel>thought\\n<channel|>"}``
+    means: the collate inserts ``insert`` after every ``after`` (Gemma 4's thinking channel).
+    """
+    injection = spec.injection()
+    if not injection:
+        return None
+    after, insert = injection["after"], injection["insert"]
+    return lambda text: text.replace(after, after + insert)
+
+
+def processor_ids(processor: Any, conversation: list, transform=None) -> tuple[list[int], str]:
     rendered = processor.apply_chat_template(conversation, tokenize=False)
+    if transform is not None:
+        rendered = transform(rendered)
     images = _images_in(conversation)
     kwargs = {"images": [im.convert("RGB") for im in images]} if images else {}
     # the template renders BOS itself; the tokenizer must not add a second one
@@ -74,7 +90,7 @@ _COLLATED: dict[tuple[str, str], Collated] = {}
 
 
 def collate_case(spec: FamilySpec, case: Case) -> Collated:
-    key = (spec.model_id, case.id)
+    key = (spec.label, case.id)
     if key not in _COLLATED:
         _COLLATED[key] = _collate_case(spec, case)
     return _COLLATED[key]
@@ -85,7 +101,7 @@ def _collate_case(spec: FamilySpec, case: Case) -> Collated:
     collate = collate_for(spec)
     conversation = case.conversation
     batch = collate([{"conversation": conversation}], processor)
-    full_ids, rendered = processor_ids(processor, case.conversation)
+    full_ids, rendered = processor_ids(processor, case.conversation, render_transform(spec))
     return Collated(batch, full_ids, rendered)
 
 
@@ -106,7 +122,7 @@ def check_labels_vs_oracle(spec: FamilySpec, case: Case) -> None:
     c = collate_case(spec, case)
     check_shift_contract(spec, case, c)
     processor = load_processor(spec.model_id)
-    turns = oracle_supervised_positions(processor, case.conversation, c.full_ids)
+    turns = oracle_supervised_positions(processor, case.conversation, c.full_ids, render_transform(spec))
     expected = sorted({p for t in turns for p in t.tokens if p > 0})
     got = c.supervised
     extra = sorted(set(got) - set(expected))

@@ -42,7 +42,11 @@ class _GoldenJSON(SingleFileSnapshotExtension):
         The fixture id is the part after ``::`` of the parametrize id ``<model>::<fixture>``.
         """
         param = test_location.nodename.partition("[")[2].rstrip("]")
-        fixture = param.rpartition("::")[2] or param
+        model, _, fixture = param.rpartition("::")
+        fixture = fixture or param
+        variant = model.partition("@")[2]  # a record's also_collate run: keep its goldens apart
+        if variant:
+            fixture = f"{variant}-{fixture}"
         suffix = f".{index}" if index else ""
         return f"{test_location.testname.partition('[')[0]}-{re.sub(r'[^A-Za-z0-9_.]', '_', fixture)}{suffix}"
 

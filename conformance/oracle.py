@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 class OracleError(AssertionError):
@@ -30,9 +30,13 @@ class OracleTurn:
     tokens: tuple[int, ...]         # supervised token positions in the processor's input_ids
 
 
-def _render(processor: Any, messages: list, add_generation_prompt: bool) -> str:
+Transform = Callable[[str], str]
+
+
+def _render(processor: Any, messages: list, add_generation_prompt: bool, transform: Transform | None = None) -> str:
     out = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    return out if isinstance(out, str) else out[0]
+    out = out if isinstance(out, str) else out[0]
+    return transform(out) if transform is not None else out
 
 
 def _answer_text(message: dict) -> str:
@@ -52,19 +56,19 @@ def _with_sentinel(conversation: list, j: int) -> list:
     return out
 
 
-def answer_char_spans(processor: Any, conversation: list) -> tuple[str, list[tuple[tuple[int, int], int]]]:
+def answer_char_spans(processor: Any, conversation: list, transform: Transform | None = None) -> tuple[str, list[tuple[tuple[int, int], int]]]:
     """Rendered text and, per assistant turn, ``(answer span, closing position)`` in characters.
 
     The k-th answer is located by rendering the conversation with that answer replaced by a sentinel:
     the text before the sentinel is the text before the answer, the text after it is the text after
     the answer. The turn's closing token is the first token at or after the answer's end.
     """
-    full = _render(processor, conversation, add_generation_prompt=False)
+    full = _render(processor, conversation, add_generation_prompt=False, transform=transform)
     spans = []
     for j, message in enumerate(conversation):
         if message["role"] != "assistant":
             continue
-        probe = _render(processor, _with_sentinel(conversation, j), add_generation_prompt=False)
+        probe = _render(processor, _with_sentinel(conversation, j), add_generation_prompt=False, transform=transform)
         if probe.count(_SENTINEL) != 1:
             raise OracleError(f"assistant turn {j}: the template does not render the answer verbatim once")
         before, after = probe.split(_SENTINEL)
@@ -85,10 +89,15 @@ def _char_span_to_tokens(offsets: list[tuple[int, int]], span: tuple[int, int]) 
     return [i for i, (a, b) in enumerate(offsets) if b > a and a < s1 and b > s0]
 
 
-def oracle_supervised_positions(processor: Any, conversation: list, input_ids: list[int]) -> list[OracleTurn]:
-    """Expected supervised positions in *input_ids* (one row of the processor output, no padding)."""
+def oracle_supervised_positions(processor: Any, conversation: list, input_ids: list[int],
+                                transform: Transform | None = None) -> list[OracleTurn]:
+    """Expected supervised positions in *input_ids* (one row of the processor output, no padding).
+
+    *transform* rewrites each rendering the way the collate under test documents it (e.g. Gemma 4's
+    thinking prefix after every model turn); text it inserts is never supervised.
+    """
     tokenizer = getattr(processor, "tokenizer", processor)
-    text, spans = answer_char_spans(processor, conversation)
+    text, spans = answer_char_spans(processor, conversation, transform)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     matcher = difflib.SequenceMatcher(a=ids, b=list(input_ids), autojunk=False)

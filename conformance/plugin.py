@@ -127,15 +127,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "family" not in names:
         return
     check = getattr(metafunc.module, "CHECK", None)
-    specs = [s for s in selected_specs(metafunc.config) if check is None or check in s.checks]
+    specs = [v for s in selected_specs(metafunc.config) for v in s.variants() if check is None or check in v.checks]
     if "case" in names:
         from .corpus import load_corpus
 
         case_filter = getattr(metafunc.module, "case_filter", lambda case: True)
         pairs = [(s, c) for s in specs for c in load_corpus() if case_filter(c)]
-        metafunc.parametrize(("family", "case"), pairs, ids=[f"{s.model_id}::{c.id}" for s, c in pairs])
+        metafunc.parametrize(("family", "case"), pairs, ids=[f"{s.label}::{c.id}" for s, c in pairs])
     else:
-        metafunc.parametrize("family", specs, ids=[s.model_id for s in specs])
+        metafunc.parametrize("family", specs, ids=[s.label for s in specs])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -153,7 +153,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if xf is not None:
             reason = xf.reason + (f" ({xf.link})" if xf.link else "")
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-        item.user_properties.append(("vlmspec", {"model": spec.model_id, "check": check,
+        item.user_properties.append(("vlmspec", {"model": spec.label, "check": check,
                                                  "case": getattr(case, "id", None)}))
 
 
@@ -200,7 +200,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             "hub": "online" if config.getoption("--online") else "offline",
             "trust_remote_code": bool(config.getoption("--trust-remote-code")),
             "notes": _STATE.get("notes", [])}
-    report = report_mod.build(meta, outcomes, {m: _fixture_class(m) for m in outcomes})
+    report = report_mod.build(meta, outcomes, {m: _fixture_class(m.partition("@")[0]) for m in outcomes})
     tr = terminalreporter
     tr.section("vlmspec conformance")
     tr.write_line(f"implementation: {meta['implementation']} | transformers {meta['transformers']} | hub {meta['hub']} | "

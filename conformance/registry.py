@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,31 @@ class FamilySpec:
     skips: tuple[ExpectedFailure, ...] = ()  # checks that cannot apply to some fixtures, with the reason
     template_behaviour: tuple[dict, ...] = ()  # documented template quirks to verify
     registered: bool = True
+    also_collate: tuple[str, ...] = ()  # further collates to run (e.g. default_collate_fn beside the family's)
+    also_collate_checks: tuple[str, ...] = ("labels", "label_consistency", "golden")
+    variant: str = ""  # set on the copies that run an also_collate
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Model id, plus the collate when this is a variant: how reports and test ids name it."""
+        return f"{self.model_id}@{self.variant}" if self.variant else self.model_id
+
+    def variants(self) -> list["FamilySpec"]:
+        """This record plus one copy per ``also_collate`` (restricted to ``also_collate_checks``)."""
+        out = [self]
+        for collate in self.also_collate:
+            checks = tuple(c for c in self.checks if c in self.also_collate_checks)
+            out.append(replace(self, collate=collate, variant=collate, checks=checks, also_collate=()))
+        return out
 
     @property
     def folder(self) -> str:
         return self.model_id.replace("/", "--")
+
+    def injection(self) -> dict | None:
+        """The documented text injection of this spec's collate, if any (``text_injection`` by collate)."""
+        return self.extra.get("text_injection", {}).get(self.collate)
 
     def expected_failure(self, check: str, fixture: str | None = None) -> ExpectedFailure | None:
         return _match(self.expected_failures, check, fixture)
@@ -53,7 +73,8 @@ class FamilySpec:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "<record>") -> "FamilySpec":
         known = {"model_id", "family", "processor_class", "collate", "checks", "model_class", "vision_module",
-                 "vision_tokens", "expected_failures", "skips", "template_behaviour"}
+                 "vision_tokens", "expected_failures", "skips", "template_behaviour", "also_collate",
+                 "also_collate_checks"}
         entries = lambda key: tuple(  # noqa: E731
             ExpectedFailure(x["check"], x["reason"], tuple(x.get("fixtures", ())), x.get("link", ""))
             for x in data.get(key, ()))
@@ -68,6 +89,8 @@ class FamilySpec:
                 vision_module=data.get("vision_module"), vision_tokens=tuple(data.get("vision_tokens", ())),
                 expected_failures=entries("expected_failures"), skips=entries("skips"),
                 template_behaviour=tuple(data.get("template_behaviour", ())),
+                also_collate=tuple(data.get("also_collate", ())),
+                also_collate_checks=tuple(data.get("also_collate_checks", ("labels", "label_consistency", "golden"))),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except KeyError as exc:

@@ -118,8 +118,12 @@ def stack_samples(samples: Sequence[Mapping[str, Any]], pad_id: int, length: int
     return batch
 
 
-def first_supervised(input_ids: torch.Tensor, processor: Any, attention_mask: torch.Tensor | None = None) -> list[int | None]:
-    """Per row, the index of the first token the chat-template markers supervise (None if none)."""
+def first_supervised(input_ids: torch.Tensor, processor: Any, attention_mask: torch.Tensor | None = None,
+                     unsupervised: torch.Tensor | None = None) -> list[int | None]:
+    """Per row, the index of the first token the chat-template markers supervise (None if none).
+
+    unsupervised: optional bool ``[B, L]`` of positions that will be masked anyway (not counted).
+    """
     markers = resolve_turn_markers(processor)
     if markers is None:
         return [None] * input_ids.shape[0]
@@ -127,6 +131,8 @@ def first_supervised(input_ids: torch.Tensor, processor: Any, attention_mask: to
     sup = labels != IGNORE_INDEX
     if attention_mask is not None:
         sup &= attention_mask != 0
+    if unsupervised is not None:
+        sup &= ~unsupervised
     return [int(r.nonzero()[0]) if bool(r.any()) else None for r in sup]
 
 
@@ -147,12 +153,14 @@ def _to_right_padding(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def truncate_batch(batch: dict[str, Any], max_length: int, processor: Any,
-                   sample_ids: Sequence[int] | None = None) -> dict[str, Any]:
+                   sample_ids: Sequence[int] | None = None, unsupervised_key: str | None = None) -> dict[str, Any]:
     """Cut every ``[B, L]`` tensor to *max_length* tokens after checking that this is harmless.
 
     Raises ``ValueError`` naming the sample and the numbers when a row's prompt (the tokens before its
     first supervised token) does not fit, so nothing of it would be supervised, or when the cut would
-    remove media placeholder tokens (their features would no longer match the tokens).
+    remove media placeholder tokens (their features would no longer match the tokens). Left-padded
+    rows are first rolled to right padding. unsupervised_key: a bool ``[B, L]`` entry of *batch*
+    marking positions the caller masks from the labels (they do not end a prompt).
     """
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2 (one input and one shifted target), got {max_length}")
@@ -166,7 +174,8 @@ def truncate_batch(batch: dict[str, Any], max_length: int, processor: Any,
     sample_ids = list(sample_ids) if sample_ids is not None else list(range(ids.shape[0]))
     over = [r for r in range(ids.shape[0]) if int(real[r]) > max_length]
     if over:
-        starts = first_supervised(ids, processor, mask if isinstance(mask, torch.Tensor) and mask.shape == ids.shape else None)
+        starts = first_supervised(ids, processor, mask if isinstance(mask, torch.Tensor) and mask.shape == ids.shape else None,
+                                  batch.get(unsupervised_key) if unsupervised_key else None)
         media = media_placeholder_ids(processor)
         media_hits = torch.isin(ids, torch.tensor(sorted(media), dtype=ids.dtype)) if media else None
         for r in over:

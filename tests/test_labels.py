@@ -1,0 +1,100 @@
+"""_build_labels_from_markers against a plain per-token reference scan; turn-marker caching."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests import standins as S
+from vlmspec.collate import labels as labels_mod
+from vlmspec.collate_fns import _build_labels_from_markers, build_labels_from_template
+
+MARKER = [3, 4, 5]
+STOP = 6
+PAD = 0
+
+
+def reference_labels(row: list[int], marker: list[int], stop: int) -> list[int]:
+    """Per token: after a complete marker, copy tokens up to and including the next stop."""
+    out, inside, m = [], False, len(marker)
+    for t, token in enumerate(row):
+        out.append(token if inside else -100)
+        if inside and token == stop:
+            inside = False
+        if m and t >= m - 1 and row[t - m + 1 : t + 1] == marker:
+            inside = True
+    return out
+
+
+# a row = segments: filler text, a full marker, a stop, or a partial marker; then truncation and padding
+segment = st.one_of(
+    st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    st.just(MARKER),
+    st.just([STOP]),
+    st.sampled_from([MARKER[:1], MARKER[:2], MARKER[1:]]),
+)
+
+
+@st.composite
+def batches(draw):
+    rows = []
+    for _ in range(draw(st.integers(1, 4))):
+        tokens = [t for seg in draw(st.lists(segment, max_size=12)) for t in seg]
+        tokens = tokens[: draw(st.integers(0, len(tokens)))]  # truncated turns
+        rows.append(tokens)
+    width = max(len(r) for r in rows) + draw(st.integers(0, 3))
+    return [r + [PAD] * (width - len(r)) for r in rows]  # padding
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches())
+def test_markers_scan_equals_reference(rows):
+    ids = torch.tensor(rows, dtype=torch.long).reshape(len(rows), -1)
+    got = _build_labels_from_markers(ids, MARKER, STOP)
+    assert got.shape == ids.shape and got.dtype == ids.dtype
+    assert got.tolist() == [reference_labels(r, MARKER, STOP) for r in rows]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 4), min_size=0, max_size=30), min_size=1, max_size=3),
+       st.lists(st.integers(0, 4), min_size=1, max_size=3), st.integers(0, 4))
+def test_random_markers_and_stops(rows, marker, stop):
+    """Tiny vocabulary: overlapping markers, stops inside markers, marker == stop, empty rows."""
+    width = max(len(r) for r in rows)
+    rows = [r + [PAD] * (width - len(r)) for r in rows]
+    ids = torch.tensor(rows, dtype=torch.long).reshape(len(rows), width)
+    assert _build_labels_from_markers(ids, marker, stop).tolist() == [reference_labels(r, marker, stop) for r in rows]
+    as_int32 = _build_labels_from_markers(ids.to(torch.int32), marker, stop)
+    assert as_int32.dtype == torch.int32 and as_int32.tolist() == [reference_labels(r, marker, stop) for r in rows]
+
+
+def test_turn_markers_computed_once_per_tokenizer_and_template(monkeypatch):
+    calls = []
+    real = labels_mod._derive_turn_markers
+
+    def counting(processor):
+        calls.append(processor)
+        return real(processor)
+
+    monkeypatch.setattr(labels_mod, "_derive_turn_markers", counting)
+    tok = S.qwen_tokenizer()  # a fresh tokenizer: no cache yet; not an im_start processor -> general path
+    tok.chat_template = S.qwen25_processor().chat_template
+    ids = tok(["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nok<|im_end|>\n"], return_tensors="pt")["input_ids"]
+    first = build_labels_from_template(ids, [[]], tok)
+    build_labels_from_template(ids, [[]], tok)
+    assert len(calls) == 1
+    assert tok.decode(first[0][first[0] != -100]) == "ok<|im_end|>"
+    tok.chat_template = tok.chat_template + "{# edited #}"
+    build_labels_from_template(ids, [[]], tok)
+    assert len(calls) == 2  # a changed template is derived again
+
+
+def test_fast_path_is_cached_too(monkeypatch):
+    proc = S.qwen25_processor()
+    ids = proc.tokenizer(["<|im_start|>assistant\nok<|im_end|>"], return_tensors="pt")["input_ids"]
+    build_labels_from_template(ids, [[]], proc)
+    calls = []
+    monkeypatch.setattr(labels_mod, "_get_assistant_marker", lambda tok: calls.append(tok))
+    out = build_labels_from_template(ids, [[]], proc)
+    assert calls == [] and (out != -100).any()

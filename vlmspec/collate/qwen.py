@@ -1,0 +1,134 @@
+"""Qwen3-Omni and LLaVA-OneVision-1.5 collates, with the optional ``qwen-vl-utils`` / ``qwen-omni-utils``.
+
+Both utilities are optional (``pip install qwen-vl-utils qwen-omni-utils``). Without them every
+collate here still works, except Qwen3-Omni's ``use_audio_in_video=True`` on a batch with videos,
+which needs qwen-omni-utils to read each video's audio track and raises ``ImportError`` saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .audio import audio_sampling_rate, extract_audio
+from .default import collate_tokenized, prepare_conversations, tokenize_conversations
+from .media import _is_image, _is_video, _iter_items
+
+try:
+    from qwen_vl_utils import process_vision_info
+
+    HAVE_QWEN_VL_UTILS = True
+except ImportError:  # optional: images then go to the processor as given
+    process_vision_info = None
+    HAVE_QWEN_VL_UTILS = False
+
+try:
+    from qwen_omni_utils import process_audio_info
+
+    HAVE_QWEN_OMNI_UTILS = True
+except ImportError:  # optional: needed only to read audio tracks out of video files
+    process_audio_info = None
+    HAVE_QWEN_OMNI_UTILS = False
+
+
+def _video_items(conversation: Sequence[dict]) -> list[dict]:
+    return [item for item in _iter_items(conversation) if _is_video(item)]
+
+
+def _audio_in_video_inputs(conversations: list, rate: int) -> tuple[list, list]:
+    """Audio clips in conversation order with ``audio_from_video_indices`` (None = standalone clip).
+
+    Standalone clips are decoded by :mod:`vlmspec.collate.audio`; each video's audio track is read by
+    qwen-omni-utils' ``process_audio_info`` (librosa / PyAV; 16 kHz, Qwen-Omni's rate).
+    """
+    standalone = extract_audio(conversations, rate)
+    audio, sources, video_index = [], [], 0
+    for s, conversation in enumerate(conversations):
+        clips = iter(standalone[s])
+        videos = _video_items(conversation)
+        tracks = process_audio_info([[{"role": "user", "content": [dict(v, type="video") for v in videos]}]],
+                                    use_audio_in_video=True) if videos else []
+        if videos and (tracks is None or len(tracks) != len(videos)):
+            raise ValueError(f"sample {s}: qwen-omni-utils returned {0 if tracks is None else len(tracks)} audio "
+                             f"tracks for {len(videos)} videos")
+        tracks = iter(tracks or [])
+        for item in _iter_items(conversation):
+            if item.get("type") in ("audio", "audio_url") or ("audio" in item and item.get("type") is None):
+                audio.append(next(clips))
+                sources.append(None)
+            elif _is_video(item):
+                audio.append(next(tracks))
+                sources.append(video_index)
+                video_index += 1
+    return audio, sources
+
+
+def qwen3_omni_collate_fn(
+    examples: Sequence[dict[str, Any]],
+    processor: Any,
+    use_audio_in_video: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Collate for Qwen3-Omni processors (image, video and audio items).
+
+    Audio items are decoded to 16 kHz mono and passed as ``audio``; the processor expands
+    ``<|audio_pad|>`` / ``<|image_pad|>`` / ``<|video_pad|>``. use_audio_in_video: interleave each
+    video's own audio track with its frames (needs qwen-omni-utils; ``ImportError`` otherwise).
+
+    Returns ``input_ids, attention_mask, labels: [B, L-1]`` (labels -100 = ignore, already shifted),
+    ``pixel_values`` / ``pixel_values_videos`` (bf16), grids, ``input_features`` /
+    ``feature_attention_mask`` when there is audio, and ``n_images_per_sample`` /
+    ``n_videos_per_sample: [B]`` when present.
+    """
+    conversations, fake = prepare_conversations(examples)
+    has_video = any(_video_items(c) for c in conversations)
+    kwargs: dict[str, Any] = {"padding_side": "right"}
+    if use_audio_in_video and has_video:
+        if not HAVE_QWEN_OMNI_UTILS:
+            raise ImportError(
+                "qwen3_omni_collate_fn(use_audio_in_video=True) reads each video's audio track with qwen-omni-utils, "
+                "which is not installed: pip install qwen-omni-utils"
+            )
+        audio, sources = _audio_in_video_inputs(conversations, audio_sampling_rate(processor))
+        kwargs.update(audio=audio, audio_from_video_indices=sources)
+        if hasattr(processor, "load_audio_from_video"):  # transformers >= 5.23 omni processors
+            kwargs["load_audio_from_video"] = True
+        else:
+            kwargs["use_audio_in_video"] = True
+    else:
+        clips = [c for sample in extract_audio(conversations, audio_sampling_rate(processor)) for c in sample]
+        if clips:
+            kwargs["audio"] = clips
+    batch = tokenize_conversations(conversations, processor, **kwargs)
+    return collate_tokenized(batch, conversations, processor, fake)
+
+
+def _apply_vision_info(conversations: list) -> None:
+    """Replace media items (on the collate's copies) by qwen-vl-utils' fetched, smart-resized versions."""
+    out = process_vision_info(conversations)
+    images, videos = list(out[0] or []), list(out[1] or [])
+    for conversation in conversations:
+        for item in _iter_items(conversation):
+            if _is_image(item) and images:
+                item["image"] = images.pop(0)
+            elif _is_video(item) and videos:
+                item["video"] = videos.pop(0)
+
+
+def llava_onevision_collate_fn(
+    examples: Sequence[dict[str, Any]],
+    processor: Any,
+) -> dict[str, torch.Tensor]:
+    """Collate for LLaVA-OneVision-1.5 processors (Qwen-style template, image and video items).
+
+    With qwen-vl-utils installed its ``process_vision_info`` fetches and smart-resizes the media
+    (the reference preprocessing); without it the processor receives them as given. Output contract
+    as :func:`default_collate_fn`: ``labels: [B, L-1]`` (-100 = ignore, already shifted), pixels in
+    bf16, ``n_images_per_sample`` / ``n_videos_per_sample: [B]`` when present.
+    """
+    conversations, fake = prepare_conversations(examples)
+    if HAVE_QWEN_VL_UTILS and any(_is_image(i) or _is_video(i) for c in conversations for i in _iter_items(c)):
+        _apply_vision_info(conversations)
+    batch = tokenize_conversations(conversations, processor)
+    return collate_tokenized(batch, conversations, processor, fake)
