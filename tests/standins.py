@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -59,6 +60,16 @@ def kimi_template(media_start: str) -> str:
     )
 
 
+def _transformers(*names: str) -> list:
+    """transformers classes by name; skips the calling test on a transformers line that lacks one."""
+    import transformers
+
+    missing = [n for n in names if not hasattr(transformers, n)]
+    if missing:
+        pytest.skip(f"transformers {transformers.__version__} has no {', '.join(missing)}")
+    return [getattr(transformers, n) for n in names]
+
+
 @functools.lru_cache(maxsize=1)
 def _pack_dir() -> str:
     from vlmspec.hub import materialize
@@ -86,7 +97,8 @@ def qwen25_processor():
 @functools.lru_cache(maxsize=1)
 def phi4_processor():
     """Phi4MultimodalProcessor (real class, real image processor and audio feature extractor)."""
-    from transformers import Phi4MultimodalFeatureExtractor, Phi4MultimodalImageProcessor, Phi4MultimodalProcessor
+    Phi4MultimodalFeatureExtractor, Phi4MultimodalImageProcessor, Phi4MultimodalProcessor = _transformers(
+        "Phi4MultimodalFeatureExtractor", "Phi4MultimodalImageProcessor", "Phi4MultimodalProcessor")
 
     tok = qwen_tokenizer({"image_token": "<|image|>", "audio_token": "<|audio|>"},
                          ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"))
@@ -97,7 +109,8 @@ def phi4_processor():
 @functools.lru_cache(maxsize=1)
 def qwen3_omni_processor():
     """Qwen3OmniMoeProcessor (real class): Qwen2-VL image/video processors + Whisper features, small budgets."""
-    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor, WhisperFeatureExtractor
+    Qwen2VLImageProcessor, Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor, WhisperFeatureExtractor = _transformers(
+        "Qwen2VLImageProcessor", "Qwen2VLVideoProcessor", "Qwen3OmniMoeProcessor", "WhisperFeatureExtractor")
 
     tok = qwen_tokenizer({"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "audio_token": "<|audio_pad|>",
                           "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>",
@@ -112,7 +125,8 @@ def qwen3_omni_processor():
 @functools.lru_cache(maxsize=1)
 def kimi_k25_processor():
     """Kimi_K25Processor (real class) with its real image processor; <|media_pad|> is the placeholder."""
-    from transformers import Kimi_K25ImageProcessor, Kimi_K25Processor, Qwen2VLVideoProcessor
+    Kimi_K25ImageProcessor, Kimi_K25Processor, Qwen2VLVideoProcessor = _transformers(
+        "Kimi_K25ImageProcessor", "Kimi_K25Processor", "Qwen2VLVideoProcessor")
 
     tok = qwen_tokenizer({"image_token": "<|media_pad|>", "video_token": "<|kimi_k25_video_placeholder|>"},
                          ("<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|im_middle|>", "<|media_begin|>",
@@ -155,8 +169,7 @@ class KimiVLProcessor:
 
 @functools.lru_cache(maxsize=1)
 def kimi_vl_processor() -> KimiVLProcessor:
-    from transformers import Kimi_K25ImageProcessor
-
+    (Kimi_K25ImageProcessor,) = _transformers("Kimi_K25ImageProcessor")
     tok = qwen_tokenizer({}, ("<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|im_middle|>", "<|media_start|>",
                               "<|media_content|>", "<|media_pad|>", "<|media_end|>"))
     return KimiVLProcessor(Kimi_K25ImageProcessor(), tok, kimi_template("<|media_start|>"))
@@ -181,7 +194,8 @@ def llava_onevision_processor():
 @functools.lru_cache(maxsize=1)
 def nemotron_omni_processor():
     """NemotronH_Omni_Reasoning_V3Processor (real class) with its real image/video processors and Parakeet features."""
-    from transformers import NemotronH_Omni_Reasoning_V3Processor, ParakeetFeatureExtractor
+    NemotronH_Omni_Reasoning_V3Processor, ParakeetFeatureExtractor = _transformers(
+        "NemotronH_Omni_Reasoning_V3Processor", "ParakeetFeatureExtractor")
     from transformers.models.nemotron_h_omni.image_processing_nemotron_h_omni import (
         NemotronH_Omni_Reasoning_V3ImageProcessor,
     )

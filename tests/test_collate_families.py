@@ -170,6 +170,13 @@ def test_qwen3_omni_use_audio_in_video_interleaves(monkeypatch):
     assert with_audio["input_features"].shape[0] == 2
     check_contract(with_audio, n_videos=[1])
 
+    def silent(conversations, use_audio_in_video):
+        raise AssertionError("Video must has audio track when use_audio_in_video=True")
+
+    monkeypatch.setattr(qwen_mod, "process_audio_info", silent)
+    with pytest.raises(ValueError, match="sample 0: qwen-omni-utils could not read the audio track of its 1 video"):
+        qwen3_omni_collate_fn(examples, proc, use_audio_in_video=True)
+
 
 # ---------------------------------------------------------------- Kimi-VL
 

@@ -134,3 +134,20 @@ def test_prefix_collate_fake_image_and_max_length(gemma4):
     cut = gemma4_prefix_collate_fn(text_only, gemma4, max_length=24)
     assert cut["input_ids"].shape == (1, 23)
     assert (cut["labels"] != -100).any()
+
+
+def test_prefix_collate_truncates_left_padded_batch(gemma4):
+    tok = gemma4.tokenizer
+    assert tok.padding_side == "left"  # the case where truncation must first move padding to the right
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo."}]
+    long = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "word " * 40}]
+    full = gemma4_prefix_collate_fn([{"conversation": short}, {"conversation": long}], gemma4)
+    cut = gemma4_prefix_collate_fn([{"conversation": short}, {"conversation": long}], gemma4, max_length=30)
+    assert cut["input_ids"].shape == (2, 29)
+    n_short = int(full["attention_mask"][0].sum())
+    real_short = full["input_ids"][0][full["attention_mask"][0] == 1]
+    # rolled to right padding: the short row starts at 0; the shift now drops padding instead of its final "\n"
+    assert torch.equal(cut["input_ids"][0, :n_short], real_short)
+    assert int(cut["attention_mask"][0].sum()) == n_short + 1 and (cut["attention_mask"][0, n_short + 1 :] == 0).all()
+    assert torch.equal(cut["input_ids"][1], full["input_ids"][1][full["attention_mask"][1] == 1][:29])
+    assert tok.decode(cut["labels"][0][cut["labels"][0] != -100]) == "Yo.<turn|>"

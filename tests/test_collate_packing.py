@@ -127,7 +127,9 @@ def test_flash_attention_keeps_indexed_mask(doc_lists):
 def test_neat_packing_media_and_errors():
     a, b = _pack([2, 3]), _pack([4])
     a["pixel_values"], a["image_grid_thw"] = torch.randn(8, 4), torch.tensor([[1, 2, 2], [1, 2, 2]])
+    before = copy.deepcopy([a, b])
     out = neat_packed_vlm_collater([a, b])
+    assert all(torch.equal(x[k], y[k]) for x, y in zip([a, b], before) for k in x)
     assert out["pixel_values"].dtype == torch.bfloat16 and out["n_images_per_sample"].tolist() == [2, 0]
     with pytest.raises(ValueError, match="sample 0: pack of 5 tokens exceeds max_length=4"):
         neat_packed_vlm_collater([a, b], max_length=4)

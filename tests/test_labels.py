@@ -53,7 +53,9 @@ def test_markers_scan_equals_reference(rows):
     ids = torch.tensor(rows, dtype=torch.long).reshape(len(rows), -1)
     got = _build_labels_from_markers(ids, MARKER, STOP)
     assert got.shape == ids.shape and got.dtype == ids.dtype
-    assert got.tolist() == [reference_labels(r, MARKER, STOP) for r in rows]
+    want = [reference_labels(r, MARKER, STOP) for r in rows]
+    assert got.tolist() == want
+    assert labels_mod._labels_from_markers_dense(ids, MARKER, STOP).tolist() == want
 
 
 @settings(max_examples=300, deadline=None)
@@ -64,9 +66,11 @@ def test_random_markers_and_stops(rows, marker, stop):
     width = max(len(r) for r in rows)
     rows = [r + [PAD] * (width - len(r)) for r in rows]
     ids = torch.tensor(rows, dtype=torch.long).reshape(len(rows), width)
-    assert _build_labels_from_markers(ids, marker, stop).tolist() == [reference_labels(r, marker, stop) for r in rows]
+    want = [reference_labels(r, marker, stop) for r in rows]
+    assert _build_labels_from_markers(ids, marker, stop).tolist() == want
+    assert labels_mod._labels_from_markers_dense(ids, marker, stop).tolist() == want  # the non-CPU path
     as_int32 = _build_labels_from_markers(ids.to(torch.int32), marker, stop)
-    assert as_int32.dtype == torch.int32 and as_int32.tolist() == [reference_labels(r, marker, stop) for r in rows]
+    assert as_int32.dtype == torch.int32 and as_int32.tolist() == want
 
 
 def test_turn_markers_computed_once_per_tokenizer_and_template(monkeypatch):

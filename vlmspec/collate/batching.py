@@ -74,12 +74,21 @@ def concat_media(values: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat(padded, dim=0)
 
 
+# Media tensors can match a sample's [1, L] by coincidence (an audio mask with L frames); their names tell.
+_MEDIA_KEY_PARTS = ("pixel", "feature", "grid", "audio", "image", "video", "sizes")
+
+
+def _is_media_key(key: str) -> bool:
+    return any(part in key for part in _MEDIA_KEY_PARTS)
+
+
 def stack_samples(samples: Sequence[Mapping[str, Any]], pad_id: int, length: int | None = None,
                   pad_values: Mapping[str, int | float] | None = None) -> dict[str, Any]:
     """Pad and stack per-sample outputs into one batch.
 
     A key is a sequence key when its tensor is shaped like that sample's ``input_ids`` (``[L_i]`` or
-    ``[1, L_i]``); those are right-padded to *length* (default: longest): ``input_ids`` with *pad_id*,
+    ``[1, L_i]``) and its name is not a media name (pixel/feature/grid/audio/image/video/sizes); those
+    are right-padded to *length* (default: longest): ``input_ids`` with *pad_id*,
     ``labels`` with -100, everything else (``attention_mask``, ``mm_token_type_ids``...) with 0.
     Every other tensor is media and is concatenated along dim 0 (see :func:`concat_media`).
     """
@@ -94,7 +103,7 @@ def stack_samples(samples: Sequence[Mapping[str, Any]], pad_id: int, length: int
         n = ids.shape[-1]
         row = {}
         for key, value in sample.items():
-            if isinstance(value, torch.Tensor) and value.dim() == ids.dim() and value.shape == ids.shape:
+            if isinstance(value, torch.Tensor) and value.shape == ids.shape and not _is_media_key(key):
                 row[key] = value.reshape(n)
                 if key not in seq_keys:
                     seq_keys.append(key)

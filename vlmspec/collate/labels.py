@@ -159,9 +159,14 @@ def _build_labels_from_markers(input_ids_batch: torch.Tensor, assistant_marker: 
     """
     if input_ids_batch.dim() != 2:
         raise ValueError(f"input_ids_batch must be [B, L], got shape {tuple(input_ids_batch.shape)}")
-    m = len(assistant_marker)
     if input_ids_batch.device.type == "cpu" and not input_ids_batch.dtype.is_floating_point:
         return _labels_from_markers_numpy(input_ids_batch, [int(t) for t in assistant_marker], int(stop_id))
+    return _labels_from_markers_dense(input_ids_batch, assistant_marker, stop_id)
+
+
+def _labels_from_markers_dense(input_ids_batch: torch.Tensor, assistant_marker: list[int], stop_id: int) -> torch.Tensor:
+    """Dense torch scan (any device): prefix maxima of the last content start and the last stop."""
+    m = len(assistant_marker)
     bsz, length = input_ids_batch.shape
     labels = torch.full_like(input_ids_batch, IGNORE_INDEX)
     if m == 0 or length < m:
@@ -203,13 +208,20 @@ def _pattern_starts(flat: np.ndarray, length: int, pattern: Sequence[int], room:
 def _labels_from_markers_numpy(input_ids: torch.Tensor, marker: list[int], stop_id: int) -> torch.Tensor:
     ids = input_ids.numpy()
     bsz, length = ids.shape
-    m = len(marker)
-    if m == 0 or length <= m or bsz == 0:
+    if not marker or length <= len(marker) or bsz == 0:
         return torch.full_like(input_ids, IGNORE_INDEX)
+    return torch.from_numpy(_scan_rows(ids, marker, stop_id))
+
+
+def _scan_rows(ids: np.ndarray, marker: list[int], stop_id: int) -> np.ndarray:
+    """Labels ``[b, L]`` for a block of rows (sparse: work is proportional to markers and stops)."""
+    bsz, length = ids.shape
+    m = len(marker)
     flat = np.ascontiguousarray(ids).reshape(-1)
+    ignore = np.asarray(IGNORE_INDEX, dtype=ids.dtype)
     starts = _pattern_starts(flat, length, marker, room=1) + m  # first content position of each turn
     if not starts.size:
-        return torch.full_like(input_ids, IGNORE_INDEX)
+        return np.full((bsz, length), ignore, dtype=ids.dtype)
     stops = np.flatnonzero(flat == stop_id)
     # each turn runs to the first stop at or after its start in the same row, else to the row's end
     row_last = (starts // length) * length + (length - 1)
@@ -230,8 +242,7 @@ def _labels_from_markers_numpy(input_ids: torch.Tensor, marker: list[int], stop_
     bounds[1:-1:2], bounds[2:-1:2] = group_start, group_end + 1
     runs = np.diff(bounds)
     inside = np.repeat(np.arange(runs.size) % 2 == 1, runs)
-    out = np.where(inside, flat, np.asarray(IGNORE_INDEX, dtype=ids.dtype)).reshape(bsz, length)
-    return torch.from_numpy(out)
+    return np.where(inside, flat, ignore).reshape(bsz, length)
 
 
 def _extract_assistant_text(message: dict[str, Any]) -> str:

@@ -133,8 +133,9 @@ def _layer_type(config: Any, idx: int) -> str:
 
 
 def _present_layer_types(module: nn.Module) -> list[str]:
-    types = {_layer_type(module.config, idx) for idx, _ in _iter_layers(getattr(module, "layers", None))}
-    return sorted(types) or ["full_attention"]
+    """Layer types of the decoder layers this stage holds; ``[]`` for a stage without layers (it needs no
+    mask or RoPE table, and a default type may not exist in the config, e.g. all-sliding Gemma 3)."""
+    return sorted({_layer_type(module.config, idx) for idx, _ in _iter_layers(getattr(module, "layers", None))})
 
 
 def _layer_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:

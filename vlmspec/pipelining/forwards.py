@@ -52,6 +52,8 @@ def create_pipeline_forward_inner(model_class_name: str = "AutoModel") -> Callab
       unless ``attention_mask`` is already a ``{layer_type: mask}`` dict;
     - runs the decoder layers this stage holds (ModuleList or index-keyed ModuleDict), each with the
       mask and RoPE table of its ``config.layer_types`` entry;
+    - Qwen3-VL DeepStack: with ``visual_pos_masks [B, L]`` and ``deepstack_visual_embeds`` (list of
+      ``[n_visual, H]``) in ``kwargs``, adds level ``i`` to the visual tokens after global layer ``i``;
     - applies ``self.norm`` when present (last stage) and returns hidden states ``[B, L, H]``.
 
     ``model_class_name`` only labels the function (``__qualname__``) for debugging.
@@ -79,6 +81,8 @@ def create_pipeline_forward_inner(model_class_name: str = "AutoModel") -> Callab
         layer_types = _present_layer_types(self)
         position_embeddings = _rotary_embeddings(self, hidden, rope_positions, layer_types)
         layer_kwargs = _layer_kwargs(kwargs)
+        visual_pos_masks = kwargs.get("visual_pos_masks")
+        deepstack = kwargs.get("deepstack_visual_embeds") or []
         for idx, layer in _iter_layers(getattr(self, "layers", None)):
             layer_type = _layer_type(self.config, idx)
             out = layer(
@@ -91,6 +95,10 @@ def create_pipeline_forward_inner(model_class_name: str = "AutoModel") -> Callab
                 **layer_kwargs,
             )
             hidden = out[0] if isinstance(out, tuple) else out
+            if idx < len(deepstack):
+                # Qwen3-VL DeepStack: the first len(deepstack) layers add multi-level visual features.
+                hidden = hidden.clone()
+                hidden[visual_pos_masks, :] = hidden[visual_pos_masks, :] + deepstack[idx].to(hidden.dtype)
         if getattr(self, "norm", None) is not None:
             hidden = self.norm(hidden)
         return hidden
@@ -129,8 +137,13 @@ def _embed_and_merge(
     input_ids: torch.Tensor,
     media: dict[str, Any],
     image_features_fn: Callable[[nn.Module, torch.Tensor, dict[str, Any]], Any],
-) -> torch.Tensor:
-    """Stage 0: embed ``input_ids [B, L]`` and scatter image/video features into their placeholder tokens."""
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Stage 0: embed ``input_ids [B, L]`` and scatter image/video features into their placeholder tokens.
+
+    Returns ``(inputs_embeds [B, L, H], text_kwargs)``; ``text_kwargs`` carries Qwen3-VL DeepStack
+    features (``visual_pos_masks [B, L]``, ``deepstack_visual_embeds``: one ``[n_visual, H]`` per level)
+    when the vision tower produces them, else it is empty.
+    """
     config = model.config
     embed = text.embed_tokens
     ids = input_ids
@@ -140,6 +153,7 @@ def _embed_and_merge(
     inputs_embeds = embed(ids)
     hidden_size = inputs_embeds.shape[-1]
     vision_dtype = _vision_dtype(model)
+    deepstack: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
 
     for pixel_key, token_names, fn in (
         ("pixel_values", ("image_token_id", "image_token_index"), image_features_fn),
@@ -153,9 +167,34 @@ def _embed_and_merge(
         token_id = _token_id(config, *token_names)
         if token_id is None:
             raise ValueError(f"{type(model).__name__}.config has no {token_names[0]}; cannot place {pixel_key}")
-        features = _features(fn(model, pixels, media), hidden_size)
-        inputs_embeds = _scatter_features(inputs_embeds, input_ids == token_id, features, pixel_key)
-    return inputs_embeds
+        output = fn(model, pixels, media)
+        token_mask = input_ids == token_id
+        inputs_embeds = _scatter_features(inputs_embeds, token_mask, _features(output, hidden_size), pixel_key)
+        levels = getattr(output, "deepstack_features", None)
+        if levels:
+            deepstack.append((token_mask, [_features(level, hidden_size) for level in levels]))
+    return inputs_embeds, _deepstack_kwargs(deepstack)
+
+
+def _deepstack_kwargs(streams: list[tuple[torch.Tensor, list[torch.Tensor]]]) -> dict[str, Any]:
+    """Join per-stream DeepStack features into the text model's ``visual_pos_masks``/``deepstack_visual_embeds``.
+
+    ``streams``: ``(token_mask [B, L], [features [n_tokens, H] per level])`` for images and/or videos. Like
+    HF Qwen3-VL, level ``i`` is one ``[n_visual, H]`` tensor over all visual tokens in sequence order.
+    """
+    if not streams:
+        return {}
+    joint = streams[0][0]
+    for mask, _ in streams[1:]:
+        joint = joint | mask
+    embeds = []
+    for level in range(len(streams[0][1])):
+        first = streams[0][1][level]
+        out = first.new_zeros(int(joint.sum()), first.shape[-1])
+        for mask, levels in streams:
+            out[mask[joint]] = levels[level]
+        embeds.append(out)
+    return {"visual_pos_masks": joint, "deepstack_visual_embeds": embeds}
 
 
 def _vision_mask_mapping(
@@ -205,7 +244,8 @@ def _make_causal_lm_forward(image_features_fn: Callable, name: str) -> Callable:
                 "them batch-first as mrope_position_ids [B, 3, L] to every stage"
             )
         if is_first and _is_vlm(self):
-            inputs_embeds = _embed_and_merge(self, text, input_ids, media, image_features_fn)
+            inputs_embeds, text_kwargs = _embed_and_merge(self, text, input_ids, media, image_features_fn)
+            kwargs.update(text_kwargs)
             input_ids = None
         elif media.get("pixel_values") is not None or media.get("pixel_values_videos") is not None:
             raise ValueError(f"{type(self).__name__} is not a vision-language model but received media inputs")

@@ -64,6 +64,17 @@ def _check_gemma4_kv_sharing(text: nn.Module, start: int, end: int) -> None:
             )
 
 
+def _check_deepstack(model: nn.Module, stage: int, start: int, end: int) -> None:
+    """Qwen3-VL DeepStack adds visual features after layers ``0..D-1``; only stage 0 has them."""
+    vision_config = getattr(getattr(model, "config", None), "vision_config", None)
+    depth = len(getattr(vision_config, "deepstack_visual_indexes", None) or ())
+    if stage > 0 and start < depth and end > start:
+        raise ValueError(
+            f"stage {stage} would hold decoder layers {start}..{end - 1}, but layers 0..{depth - 1} add DeepStack "
+            f"visual features that only stage 0 computes; choose layers_per_stage so stage 0 holds at least {depth} layers"
+        )
+
+
 def split_hf_model_into_stages(
     model: nn.Module,
     n_stages: int,
@@ -95,6 +106,7 @@ def split_hf_model_into_stages(
     for s, size in enumerate(sizes):
         end = start + size
         _check_gemma4_kv_sharing(text, start, end)
+        _check_deepstack(model, s, start, end)
         dropped = [layer for i, layer in enumerate(layers) if not start <= i < end]
         if s > 0:
             dropped += [getattr(text, a, None) for a in _FIRST_STAGE_TEXT_ATTRS]
