@@ -41,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance(check): a vlmspec conformance check")
+    config.addinivalue_line("markers", "distributed: starts torch.distributed worker processes (gloo, CPU)")
     from . import impl
 
     try:

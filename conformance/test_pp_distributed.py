@@ -1,0 +1,26 @@
+"""A real ``torch.distributed.pipelining`` run: 2 CPU processes on gloo, one ``PipelineStage`` each
+(``split_hf_model_into_stages``), ``ScheduleGPipe`` (n=2) and ``Schedule1F1B`` (n=4) on B=4 real
+fixture conversations, media staged through ``stage_vlm_media_for_pp`` with the schedule as PP handle.
+Loss and every parameter's gradient must equal the single-process unsplit model's (rtol 1e-5, atol 4e-5).
+
+The two ranks are started once per test process and reused for every family (process start-up is
+most of a small run's cost).
+"""
+
+import pytest
+
+from conformance.pp_checks import PipelineGroup, check_distributed
+
+CHECK = "pp_distributed"
+pytestmark = pytest.mark.distributed
+
+
+@pytest.fixture(scope="module")
+def pipeline_group():
+    group = PipelineGroup(world_size=2)
+    yield group
+    group.close()
+
+
+def test_pp_distributed(family, pipeline_group):
+    check_distributed(family, pipeline_group)
