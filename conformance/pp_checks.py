@@ -8,9 +8,14 @@ What a family needs is data in its record, under ``"pp"``::
       "tokens_per_image": {"kind": "grid", "merge": 2},   # how many of them one image yields
       "position_ids": "mrope",                            # optional: 3-D M-RoPE positions (Qwen-VL)
       "layers_per_stage": {"3": [1, 0, 1]},               # optional: when K stages > decoder layers
-      "staged_fixtures": [...],                           # optional: corpus rows for the model runs
-      "distributed_fixtures": [...]                       #   (default: DEFAULT_FIXTURES)
+      "staged_fixtures": [...],                           # optional: corpus rows for the staged forward
+      "distributed_fixtures": [...],                      #   and the distributed run (default: DEFAULT_FIXTURES)
+      "notes": "..."                                      # why the record deviates from the defaults
     }
+
+``staged_fixtures`` may also map each B to its own list (``{"1": [...], ..., "5": [...]}``): with a
+262k vocabulary and 256+ tokens per image (Gemma), every padded row costs, so images go where they
+are cheap. The chunking check always uses ``DEFAULT_FIXTURES`` (0, 1 and 2 images per sample).
 
 ``tokens_per_image`` kinds (the processor's arithmetic, written down independently of vlmspec):
 
@@ -20,7 +25,7 @@ What a family needs is data in its record, under ``"pp"``::
 - ``image_sizes``: ``(h // pixels) * (w // pixels)`` from ``image_sizes[i]`` (Pixtral: patch x merge).
 
 A batch of size ``B`` is the first ``B`` fixtures of the family's list (cycled) through the family
-collate; text microbatch ``k`` is ``torch.tensor_split(x, n, dim=0)[k]``, as torch PP cuts it.
+collate (the ``pp_chunking`` batches: ``DEFAULT_FIXTURES``, cycled); text microbatch ``k`` is ``torch.tensor_split(x, n, dim=0)[k]``, as torch PP cuts it.
 """
 
 from __future__ import annotations
@@ -54,9 +59,10 @@ GRID: tuple[tuple[int, int], ...] = tuple((b, n) for b in range(1, 6) for n in r
 STAGE_COUNTS = (2, 3)
 ATOL = 1e-5  # fp32 round-off: the staged model computes the same function as the unsplit one
 DIST_RTOL, DIST_ATOL = 1e-5, 4e-5
-DIST_SCHEDULES = (("ScheduleGPipe", 2), ("Schedule1F1B", 4))  # (schedule, n_microbatches) on B = 4
-DIST_BATCH = 4  # torch PP sizes its receive buffers from microbatch 0: B must divide evenly
+DIST_SCHEDULES = ("ScheduleGPipe", "Schedule1F1B")
+DIST_BATCH = 4  # default; n_microbatches = B (torch PP sizes its receive buffers from microbatch 0: equal shapes)
 DIST_TIMEOUT_S = 180
+DIST_THREADS = 1  # per rank, and for the reference: equal thread counts give equal fp32 reduction order
 DEFAULT_FIXTURES = ("single_turn_image", "text_only_plain", "two_images_one_turn", "multi_turn_text", "wide_image")
 _MEDIA_KEYS = ("pixel_values", "image_grid_thw", "image_sizes", "image_position_ids", "n_images_per_sample",
                "pixel_values_videos", "video_grid_thw", "n_videos_per_sample")
@@ -377,8 +383,13 @@ def _mrope_problems(where: str, seen: list[torch.Tensor | None], expected_batch_
     out = []
     for s, positions in enumerate(seen):
         if positions is None or positions.shape != expected.shape or not torch.equal(positions, expected):
-            got = "nothing" if positions is None else f"positions {tuple(positions.shape)}"
-            out.append(f"{where} stage {s} rotary embedding got {got}, not the 3-D M-RoPE ids {tuple(expected.shape)}")
+            if positions is None:
+                got = "no positions"
+            else:
+                flat = positions.ndim == 3 and all(torch.equal(positions[0], row) for row in positions[1:])
+                got = f"positions {tuple(positions.shape)}" + (" whose t/h/w rows are identical (1-D fallback)" if flat else "")
+            out.append(f"{where} stage {s} rotary embedding got {got}, not this microbatch's 3-D M-RoPE ids "
+                       f"{tuple(expected.shape)}")
     return out
 
 
@@ -436,20 +447,27 @@ class PipelineGroup:
         for p in self._procs:
             p.start()
 
-    def run(self, job_path: str) -> list[dict[str, Any]]:
+    def submit(self, job_path: str) -> None:
+        """Hand a job to every rank; collect it with ``wait`` (the caller may work meanwhile)."""
         if not self._procs or not all(p.is_alive() for p in self._procs):
             self.close()
             self._start()
         for q in self._jobs:
             q.put(job_path)
+
+    def wait(self, job_path: str) -> list[dict[str, Any]]:
+        """Every rank's result of ``job_path``, in rank order; raises ``RuntimeError`` on an error or timeout."""
         errors, done, deadline = [], set(), time.monotonic() + self.timeout_s
         while len(done) < self.world_size and not errors:
             try:
-                rank, error = self._results.get(timeout=max(deadline - time.monotonic(), 0.1))
+                rank, error = self._results.get(timeout=1.0)
             except queue.Empty:
-                errors.append(f"timed out after {self.timeout_s:.0f} s; ranks {sorted(set(range(self.world_size)) - done)} "
-                              "did not finish")
-                break
+                dead = [r for r, p in enumerate(self._procs) if not p.is_alive()]
+                if dead or time.monotonic() > deadline:
+                    why = f"ranks {dead} exited" if dead else f"timed out after {self.timeout_s:.0f} s"
+                    errors.append(f"{why}; ranks {sorted(set(range(self.world_size)) - done)} did not finish")
+                    break
+                continue
             done.add(rank)
             if error:
                 errors.append(f"rank {rank}: {error}")
@@ -463,6 +481,8 @@ class PipelineGroup:
             with contextlib.suppress(Exception):
                 q.put(None)
         for p in self._procs:
+            if p.pid is None:
+                continue
             p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
@@ -474,7 +494,7 @@ def _rank_main(rank: int, world_size: int, port: int, jobs: Any, results: Any, i
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    torch.set_num_threads(1)
+    torch.set_num_threads(DIST_THREADS)
     impl.activate(impl_name)
     dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s))
     try:
@@ -519,49 +539,110 @@ def _run_rank_job(rank: int, world_size: int, job: dict[str, Any]) -> dict[str, 
     return out
 
 
+def microbatch_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
+    """The batch cut into the ``n`` text microbatches, each with its own samples' images, for the unsplit model.
+
+    Image ownership comes from ``n_images_per_sample`` and the record's layout (``grid``: image i owns
+    ``prod(image_grid_thw[i])`` rows of ``pixel_values``; other kinds: one row per image), not from the
+    chunking under test.
+    """
+    size = batch["input_ids"].shape[0]
+    counts = batch["n_images_per_sample"].tolist() if "n_images_per_sample" in batch else [0] * size
+    grid_layout = pp_record(spec)["tokens_per_image"]["kind"] == "grid"
+    rows = batch["image_grid_thw"].prod(-1).tolist() if grid_layout and "image_grid_thw" in batch else [1] * sum(counts)
+    image_at = list(itertools.accumulate(counts, initial=0))
+    row_at = list(itertools.accumulate(rows, initial=0))
+    per_image = ("image_grid_thw", "image_sizes", "image_position_ids")
+    out = []
+    for part in torch.tensor_split(torch.arange(size), n):
+        s0, s1 = int(part[0]), int(part[-1]) + 1
+        i0, i1 = image_at[s0], image_at[s1]
+        mb = {k: v[s0:s1] for k, v in batch.items() if k not in per_image + ("pixel_values", "n_images_per_sample")}
+        if i1 > i0:
+            mb["pixel_values"] = batch["pixel_values"][row_at[i0]:row_at[i1]]
+            mb.update({k: batch[k][i0:i1] for k in per_image if k in batch})
+        out.append(mb)
+    return out
+
+
+def accumulated_reference(spec: FamilySpec, batch: dict[str, torch.Tensor], n: int, n_targets: int):
+    """Single process, unsplit HF model, gradients accumulated over the same ``n`` text microbatches.
+
+    Returns ``(loss, model)``; ``model``'s ``.grad`` hold the reference gradients. Accumulating over the
+    microbatches (as PP does) rather than one whole-batch backward keeps fp32 summation order comparable:
+    on Gemma 3 the whole-batch and 2-microbatch single-process gradients of
+    ``multi_modal_projector.mm_input_projection_weight`` (|grad| up to 2.4e3) already differ by 1.2e-3.
+    """
+    model = copy.deepcopy(tiny_model(spec))
+    loss = torch.zeros(())
+    for mb in microbatch_inputs(spec, batch, n):
+        part = supervised_loss(model(**model_inputs(mb)).logits, mb["labels"], n_targets)
+        part.backward()
+        loss = loss + part.detach()
+    return loss, model
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def check_distributed(spec: FamilySpec, group: PipelineGroup) -> None:
     """GPipe and 1F1B on 2 ranks: loss and every parameter's gradient equal the single-process reference."""
-    ids = fixture_ids(spec, DIST_BATCH, "distributed_fixtures")
+    batch_size = len((spec.extra.get("pp") or {}).get("distributed_fixtures") or ()) or DIST_BATCH
+    n = batch_size  # one sample per microbatch: equal microbatch shapes, and chunks with 0, 1 or 2 images
+    ids = fixture_ids(spec, batch_size, "distributed_fixtures")
     batch = collated(spec, ids)
-    where = f"{header(spec, '+'.join(ids), 'pp_distributed')} B={DIST_BATCH} K=2"
-    model = copy.deepcopy(tiny_model(spec))
+    where = f"{header(spec, '+'.join(ids), 'pp_distributed')} B={batch_size} n={n} K=2"
     labels = batch["labels"]
     n_targets = int((labels != IGNORE).sum())
-    ref_loss = supervised_loss(model(**model_inputs(batch)).logits, labels, n_targets)
-    ref_loss.backward()
     job = {"model_id": spec.model_id, "model_class": spec.model_class, "state_dict": tiny_model(spec).state_dict(),
-           "inputs": stage_inputs(spec, batch, model), "labels": labels, "n_targets": n_targets,
-           "batch_size": DIST_BATCH, "layers_per_stage": layers_per_stage(spec, 2), "schedules": DIST_SCHEDULES}
+           "inputs": stage_inputs(spec, batch, tiny_model(spec)), "labels": labels, "n_targets": n_targets,
+           "batch_size": batch_size, "layers_per_stage": layers_per_stage(spec, 2),
+           "schedules": [(name, n) for name in DIST_SCHEDULES]}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "job.pt")
         torch.save(job, path)
+        group.submit(path)
+        with _torch_threads(DIST_THREADS):  # thread count changes fp32 reduction order in matmul backward
+            ref_loss, model = accumulated_reference(spec, batch, n, n_targets)
         try:
-            ranks = group.run(path)
+            ranks = group.wait(path)
         except RuntimeError as exc:
             raise CheckFailure(f"{where} the pipeline run failed:\n{exc}") from None
-    by_name = dict(model.named_parameters(remove_duplicate=False))
-    ref_grads = {id(p): p.grad for p in model.parameters() if p.grad is not None}
-    names = {id(p): n for n, p in by_name.items()}
     problems = []
-    for schedule_name, n in DIST_SCHEDULES:
-        label = f"{where} {schedule_name} n={n}:"
+    for schedule_name in DIST_SCHEDULES:
+        label = f"{where} {schedule_name}:"
         loss = ranks[-1][schedule_name]["loss"]
-        if not torch.allclose(loss, ref_loss.detach(), rtol=DIST_RTOL, atol=DIST_ATOL):
+        if not torch.allclose(loss, ref_loss, rtol=DIST_RTOL, atol=DIST_ATOL):
             problems.append(f"{label} loss {float(loss):.8f} vs single-process {float(ref_loss):.8f}")
-        summed: dict[int, torch.Tensor] = {}
-        for rank in ranks:  # tied weights: one copy per stage; their gradients add up
-            for name, grad in rank[schedule_name]["grads"].items():
-                key = id(by_name[name])
-                summed[key] = summed[key] + grad if key in summed else grad
-        for key in sorted(set(ref_grads) ^ set(summed), key=lambda k: names[k]):
-            side = "the reference" if key in ref_grads else "the pipeline"
-            problems.append(f"{label} {names[key]} has a gradient only in {side}")
-        for key in sorted(set(ref_grads) & set(summed), key=lambda k: names[k]):
-            got, want = summed[key], ref_grads[key]
-            if not torch.allclose(got, want, rtol=DIST_RTOL, atol=DIST_ATOL):
-                problems.append(f"{label} gradient of {names[key]}: max |Δ| = {float((got - want).abs().max()):.3e} "
-                                f"(|grad| max {float(want.abs().max()):.3e}; rtol {DIST_RTOL:g}, atol {DIST_ATOL:g})")
+        problems += _gradient_problems(label, model, [rank[schedule_name]["grads"] for rank in ranks])
     _raise_all(problems, "distributed pipeline mismatch(es)")
+
+
+def _gradient_problems(label: str, model: nn.Module, stage_grads: list[dict[str, torch.Tensor]]) -> list[str]:
+    """Compare per-stage gradients (by parameter name) with ``model``'s; tied weights' copies add up."""
+    by_name = dict(model.named_parameters(remove_duplicate=False))
+    names = {id(p): name for name, p in by_name.items()}
+    reference = {id(p): p.grad for p in model.parameters() if p.grad is not None}
+    summed: dict[int, torch.Tensor] = {}
+    for grads in stage_grads:
+        for name, grad in grads.items():
+            key = id(by_name[name])
+            summed[key] = summed[key] + grad if key in summed else grad
+    problems = [f"{label} {names[key]} has a gradient only in {'the reference' if key in reference else 'the pipeline'}"
+                for key in sorted(set(reference) ^ set(summed), key=lambda k: names[k])]
+    for key in sorted(set(reference) & set(summed), key=lambda k: names[k]):
+        got, want = summed[key], reference[key]
+        if not torch.allclose(got, want, rtol=DIST_RTOL, atol=DIST_ATOL):
+            problems.append(f"{label} gradient of {names[key]}: max |Δ| = {float((got - want).abs().max()):.3e} "
+                            f"(|grad| max {float(want.abs().max()):.3e}; rtol {DIST_RTOL:g}, atol {DIST_ATOL:g})")
+    return problems
 
 
 # --------------------------------------------------------------------------------------------------
@@ -614,5 +695,6 @@ def _stage_summary(stage: nn.Module) -> dict[str, Any]:
         depth = 3 if parts[:2] == ["model", "language_model"] else 2 if parts[0] == "model" else 1
         modules.add(".".join(parts[:depth]))
     ordered = sorted(layers)
-    return {"layers": f"{ordered[0]}-{ordered[-1]}" if ordered else "none", "modules": sorted(modules),
+    span = "none" if not ordered else str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
+    return {"layers": span, "modules": sorted(modules),
             "parameters": sum(p.numel() for p in stage.parameters())}

@@ -71,7 +71,7 @@ def _check_deepstack(model: nn.Module, stage: int, start: int, end: int) -> None
     if stage > 0 and start < depth and end > start:
         raise ValueError(
             f"stage {stage} would hold decoder layers {start}..{end - 1}, but layers 0..{depth - 1} add DeepStack "
-            f"visual features that only stage 0 computes; choose layers_per_stage so stage 0 holds at least {depth} layers"
+            f"visual features that only stage 0 computes; choose layers_per_stage so stage 0 holds at least {depth} layer(s)"
         )
 
 
