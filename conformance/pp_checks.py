@@ -393,8 +393,25 @@ def _mrope_problems(where: str, seen: list[torch.Tensor | None], expected_batch_
     return out
 
 
+def _fair_threads() -> int:
+    """Torch threads for this process: its share of the cores when pytest-xdist runs several workers.
+
+    Two workers with torch's default thread count each on two cores oversubscribe the CPU; the
+    lm_head matmuls of the staged grid then take several times longer.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers <= 1:
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def check_staged_forward(spec: FamilySpec) -> None:
     """The whole B x n x K grid (one reference forward per B); one failure lists every mismatch."""
+    with _torch_threads(_fair_threads()):
+        _check_staged_forward(spec)
+
+
+def _check_staged_forward(spec: FamilySpec) -> None:
     problems = []
     for batch_size in sorted({b for b, _ in GRID}):
         batch = collated(spec, fixture_ids(spec, batch_size, "staged_fixtures"))
