@@ -187,6 +187,16 @@ def _vision_mask(input_ids: torch.Tensor, vision_ids: set[int]) -> torch.Tensor:
     return torch.isin(input_ids, ids)
 
 
+def _apply_mask(tensors: dict[str, torch.Tensor], hit: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``attention_mask = 0`` and aligned ``labels = -100`` at *hit*; new tensors stored in *tensors*."""
+    if "attention_mask" in tensors:
+        tensors["attention_mask"] = tensors["attention_mask"].masked_fill(hit, 0)
+    labels = tensors.get("labels")
+    if isinstance(labels, torch.Tensor) and labels.shape == hit.shape:
+        tensors["labels"] = labels.masked_fill(hit, -100)
+    return tensors
+
+
 def mask_fake_vision_tokens_batch(
     batch: dict[str, torch.Tensor], processor: Any, sample_indices: Iterable[int]
 ) -> dict[str, torch.Tensor]:
@@ -211,13 +221,7 @@ def mask_fake_vision_tokens_batch(
         return batch
     row_sel = torch.zeros(bsz, 1, dtype=torch.bool, device=input_ids.device)
     row_sel[rows] = True
-    hit = _vision_mask(input_ids, vision_ids) & row_sel
-    if "attention_mask" in batch:
-        batch["attention_mask"] = batch["attention_mask"].masked_fill(hit, 0)
-    labels = batch.get("labels")
-    if isinstance(labels, torch.Tensor) and labels.shape == input_ids.shape:
-        batch["labels"] = labels.masked_fill(hit, -100)
-    return batch
+    return _apply_mask(batch, _vision_mask(input_ids, vision_ids) & row_sel)
 
 
 def mask_fake_vision_tokens_single(sample_dict: dict[str, torch.Tensor], processor: Any) -> dict[str, torch.Tensor]:
@@ -231,10 +235,4 @@ def mask_fake_vision_tokens_single(sample_dict: dict[str, torch.Tensor], process
     if not vision_ids:
         _warn_no_vision_tokens(processor)
         return sample_dict
-    hit = _vision_mask(input_ids, vision_ids)
-    if "attention_mask" in sample_dict:
-        sample_dict["attention_mask"] = sample_dict["attention_mask"].masked_fill(hit, 0)
-    labels = sample_dict.get("labels")
-    if isinstance(labels, torch.Tensor) and labels.shape == input_ids.shape:
-        sample_dict["labels"] = labels.masked_fill(hit, -100)
-    return sample_dict
+    return _apply_mask(sample_dict, _vision_mask(input_ids, vision_ids))
