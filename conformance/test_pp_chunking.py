@@ -7,7 +7,7 @@ image placeholder tokens as its chunk's images yield (rule: the record's ``pp.to
 One test per model covers the grid: the processor is loaded once.
 """
 
-from conformance.pp_checks import check_chunking
+from conformance.pp.chunking import check_chunking
 
 CHECK = "pp_chunking"
 

@@ -1,6 +1,6 @@
 """A real ``torch.distributed.pipelining`` run: 2 CPU processes on gloo, one ``PipelineStage`` each
-(``split_hf_model_into_stages``), ``ScheduleGPipe`` (n=2) and ``Schedule1F1B`` (n=4) on B=4 real
-fixture conversations, media staged through ``stage_vlm_media_for_pp`` with the schedule as PP handle.
+(the harness split in ``conformance/pp/split.py``), ``ScheduleGPipe`` (n=2) and ``Schedule1F1B`` (n=4) on B=4 real
+fixture conversations, media staged through ``stage_vlm_media_for_pp`` with a PP handle whose ``info`` names the schedule and this rank's stage.
 Loss and every parameter's gradient must equal the single-process unsplit model's (rtol 1e-5, atol 4e-5).
 
 The two ranks are started once per test process and reused for every family (process start-up is
@@ -9,7 +9,7 @@ most of a small run's cost).
 
 import pytest
 
-from conformance.pp_checks import PipelineGroup, check_distributed
+from conformance.pp.distributed import PipelineGroup, check_distributed
 
 CHECK = "pp_distributed"
 pytestmark = pytest.mark.distributed

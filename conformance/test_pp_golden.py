@@ -3,7 +3,7 @@ modules for K in {2, 3}. Update with ``pytest conformance --model ID -k pp_golde
 """
 
 from conformance.golden import golden_extension
-from conformance.pp_checks import golden_record
+from conformance.pp.golden import golden_record
 
 CHECK = "pp_golden"
 

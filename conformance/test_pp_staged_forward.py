@@ -5,7 +5,7 @@ and n <= min(B, 4). M-RoPE families must feed each microbatch's 3-D positions to
 embedding (and the batch must be one where 1-D positions would change the logits).
 """
 
-from conformance.pp_checks import check_staged_forward
+from conformance.pp.staged import check_staged_forward
 
 CHECK = "pp_staged_forward"
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import vlmspec.pp.chunking as chunking
-from conformance import pp_checks
+from conformance.pp import batches, chunking, spec as pp_spec, staged
 from conformance.checks import CheckFailure
 from conformance.registry import load_registry
 
@@ -40,7 +40,7 @@ def spec(monkeypatch):
 
 def test_shifted_media_chunk_fails_the_chunking_check(spec):
     with pytest.raises(CheckFailure) as err:
-        pp_checks.check_chunking(spec)
+        chunking.check_chunking(spec)
     message = str(err.value)
     assert f"[{MODEL} |" in message and "check pp_chunking" in message
     # B=3, n=2: samples [0, 1] | [2]; sample 2's two images (10 tokens) move into chunk 0.
@@ -49,9 +49,9 @@ def test_shifted_media_chunk_fails_the_chunking_check(spec):
 
 
 def test_shifted_media_chunk_fails_the_staged_forward(spec):
-    batch = pp_checks.collated(spec, pp_checks.fixture_ids(spec, 3, "staged_fixtures"))
-    ref = pp_checks.reference_logits(spec, batch)
-    problems = pp_checks.staged_problems(spec, 3, 2, 2, ref)
+    batch = batches.collated(spec, pp_spec.fixture_ids(spec, 3, "staged_fixtures"))
+    ref = staged.reference_logits(spec, batch)
+    problems = staged.staged_problems(spec, 3, 2, 2, ref)
     assert problems and "B=3 n=2 K=2 microbatch k=0:" in problems[0]
     assert "placeholder tokens" in problems[0], problems[0]
-    assert torch.equal(ref, pp_checks.reference_logits(spec, batch))  # the unsplit reference is unaffected
+    assert torch.equal(ref, staged.reference_logits(spec, batch))  # the unsplit reference is unaffected

@@ -1,0 +1,221 @@
+"""Batches for the PP checks, and the documented PP media calls made the way any conforming
+implementation accepts them.
+
+Calling conventions (the API pages document positional-or-keyword parameters and leave open whether
+a call mutates its batch or what ``stage_vlm_media_for_pp`` returns):
+
+- every documented function is called with its documented parameters **by keyword**;
+- every batch handed to an implementation is a fresh shallow copy (an implementation may legally
+  pop media from the batch it is given: the page says it *moves* them);
+- ``VLM_PP_MEDIA_KEY`` may hold ``list[dict]`` (one dict of media per microbatch) or
+  ``dict[str, list]`` (one list of microbatch chunks per media key); both are read the same way;
+- ``stage_vlm_media_for_pp`` may return the batch to step with, or a context manager that keeps the
+  media attached while the schedule runs (and leaves the batch to step with in place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checks import IGNORE, CheckFailure
+from ..corpus import load_corpus
+from ..loading import collate_for, load_processor
+from ..registry import FamilySpec
+from .spec import MEDIA_KEYS, pp_api, pp_record, uses_mrope
+
+_GRID_ALIASES = ("image_grid_hws", "image_grid_thw", "image_grid_hw", "image_sizes", "image_position_ids")
+"""The image-grid fields ``_select_image_grid`` chooses from: an implementation may carry the chosen one
+under another of these names in its media chunks."""
+
+_BATCHES: dict[tuple[str, tuple[str, ...]], dict[str, torch.Tensor]] = {}
+
+
+def collated(spec: FamilySpec, ids: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The family collate's batch for these fixtures (cached per process; never hand it out uncopied)."""
+    key = (spec.label, ids)
+    if key not in _BATCHES:
+        corpus = {c.id: c for c in load_corpus()}
+        examples = [{"conversation": corpus[i].conversation} for i in ids]
+        _BATCHES[key] = collate_for(spec)(examples=examples, processor=load_processor(spec.model_id))
+    return _BATCHES[key]
+
+
+def prepare(batch: Mapping[str, Any], batch_size: int, n: int) -> dict[str, Any]:
+    """``prepare_vlm_media_for_pp`` on a shallow copy of ``batch`` (documented parameters by keyword)."""
+    out = pp_api("prepare_vlm_media_for_pp")(batch=dict(batch), batch_size=batch_size, n_microbatches=n)
+    if not isinstance(out, Mapping):
+        raise CheckFailure(f"prepare_vlm_media_for_pp returned {type(out).__name__}, not the batch mapping")
+    return dict(out)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message (file.py:line)`` of the innermost frame: evidence for a crash inside an implementation."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    loc = f" ({tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno})" if tb is not None else ""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}{loc}"
+
+
+def wrapped_collate(spec: FamilySpec, ids: tuple[str, ...], n: int) -> dict[str, Any]:
+    """The family collate wrapped by ``wrap_vlm_collate_for_pp``, called on the examples of ``ids``."""
+    corpus = {c.id: c for c in load_corpus()}
+    examples = [{"conversation": corpus[i].conversation} for i in ids]
+    collate = functools.partial(collate_for(spec), processor=load_processor(spec.model_id))
+    wrapped = pp_api("wrap_vlm_collate_for_pp")(collate_fn=collate, n_microbatches=n)
+    return dict(wrapped(examples))
+
+
+def media_chunks(prepared: Mapping[str, Any], batch: Mapping[str, Any], n: int) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
+    """The ``n`` per-microbatch media dicts of a prepared batch, keyed like ``batch``, and notes on what
+    was read how. Raises ``CheckFailure`` when ``VLM_PP_MEDIA_KEY`` holds neither documented-compatible form.
+
+    Accepted: ``list[dict]`` of length ``n``, or ``dict[str, list]`` whose lists have length ``n``. An image
+    grid carried under another ``_select_image_grid`` name (``image_grid_thw`` stored as ``image_grid_hws``)
+    is read back under the batch's name.
+    """
+    key = pp_api("VLM_PP_MEDIA_KEY")
+    value = prepared.get(key)
+    if isinstance(value, (list, tuple)) and len(value) == n and all(isinstance(c, Mapping) for c in value):
+        chunks = [dict(c) for c in value]
+    elif isinstance(value, Mapping) and all(isinstance(v, (list, tuple)) and len(v) == n for v in value.values()):
+        chunks = [{k: v[i] for k, v in value.items() if v[i] is not None} for i in range(n)]
+    else:
+        got = type(value).__name__ + (f" of length {len(value)}" if isinstance(value, (list, tuple, Mapping)) else "")
+        raise CheckFailure(f"expected {n} media chunks under {key!r} (a list of {n} dicts or a dict of {n}-long lists), got {got}")
+    notes = []
+    batch_grids = [g for g in _GRID_ALIASES if batch.get(g) is not None]
+    for chunk in chunks:
+        for grid in batch_grids:
+            if grid in chunk:
+                continue
+            others = [g for g in _GRID_ALIASES if g in chunk and g not in batch_grids]
+            if len(others) == 1:
+                chunk[grid] = chunk.pop(others[0])
+                note = f"{grid} read from the chunks' {others[0]}"
+                if note not in notes:
+                    notes.append(note)
+    return chunks, notes
+
+
+@dataclass
+class PipelineInfo:
+    """What a training loop knows about this rank's part of the pipeline."""
+
+    has_first_stage: bool
+    has_last_stage: bool
+    schedule: Any = None
+    stages: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class PipelineHandle:
+    """The ``pp`` argument of ``stage_vlm_media_for_pp``: ``pp.info`` describes this rank's stages."""
+
+    info: PipelineInfo
+
+    @property
+    def has_first_stage(self) -> bool:
+        return self.info.has_first_stage
+
+
+@contextlib.contextmanager
+def staged_media(pp: PipelineHandle, model_parts: list[nn.Module], prepared: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Attach the prepared media with ``stage_vlm_media_for_pp`` for the duration of the block and yield
+    the tensors to step with (the batch without ``VLM_PP_MEDIA_KEY``), whichever form the page allows the
+    implementation to return."""
+    batch = dict(prepared)
+    media_key = pp_api("VLM_PP_MEDIA_KEY")
+    result = pp_api("stage_vlm_media_for_pp")(pp=pp, model_parts=model_parts, batch=batch)
+    if isinstance(result, Mapping):
+        yield {k: v for k, v in result.items() if k != media_key}
+    elif hasattr(result, "__enter__") and hasattr(result, "__exit__"):
+        with result as entered:
+            source = entered if isinstance(entered, Mapping) else batch
+            yield {k: v for k, v in source.items() if k != media_key}
+    elif result is None:
+        yield {k: v for k, v in batch.items() if k != media_key}
+    else:
+        raise CheckFailure(f"stage_vlm_media_for_pp returned {type(result).__name__}: neither a batch nor a context manager")
+
+
+def stage_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The collated batch without labels, plus what PP stages need that HF derives inside its forward.
+
+    M-RoPE: HF computes 3-D positions from the media inside the forward; PP stages cannot (only stage 0
+    sees media), so they come from the model's own ``get_rope_index`` and travel batch-first as
+    ``mrope_position_ids [B, 3, L]``, which PP splits on dim 0 like any text tensor. (The pages document
+    no position input; an implementation that ignores this one falls back to 1-D positions, which the
+    staged check detects on every stage.)
+    """
+    out = {k: v for k, v in batch.items() if k != "labels"}
+    if uses_mrope(spec):
+        rope_index = model.model.get_rope_index
+        kwargs = {"image_grid_thw": batch.get("image_grid_thw"), "video_grid_thw": batch.get("video_grid_thw"),
+                  "attention_mask": batch.get("attention_mask")}
+        if "mm_token_type_ids" in inspect.signature(rope_index).parameters:  # Qwen-VL; Qwen3-Omni has none
+            kwargs["mm_token_type_ids"] = batch["mm_token_type_ids"]
+        positions, _ = rope_index(batch["input_ids"], **kwargs)
+        out["mrope_position_ids"] = positions.transpose(0, 1).contiguous()
+    return out
+
+
+def microbatches(pp_batch: Mapping[str, Any], n: int) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """``(input_ids, kwargs)`` per microbatch, every tensor cut with ``torch.tensor_split(x, n, dim=0)``."""
+    split = {k: torch.tensor_split(v, n, dim=0) for k, v in pp_batch.items() if isinstance(v, torch.Tensor)}
+    out = []
+    for k in range(n):
+        kwargs = {key: parts[k] for key, parts in split.items()}
+        out.append((kwargs.pop("input_ids"), kwargs))
+    return out
+
+
+def supervised_loss(logits: torch.Tensor, labels: torch.Tensor, n_targets: int) -> torch.Tensor:
+    """Cross-entropy summed over ``labels != -100`` (already shifted), divided by ``n_targets``."""
+    keep = labels != IGNORE
+    return nn.functional.cross_entropy(logits[keep], labels[keep], reduction="sum") / n_targets
+
+
+def microbatch_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
+    """The batch cut into the ``n`` text microbatches, each with its own samples' images, for the unsplit model.
+
+    Image ownership comes from ``n_images_per_sample`` and the record's layout (``grid``: image i owns
+    ``prod(image_grid_thw[i])`` rows of ``pixel_values``; other kinds: one row per image; Step-3.7's
+    ``pixel_values_local``: ``num_local_patches[i]`` rows per image), not from the chunking under test.
+    """
+    size = batch["input_ids"].shape[0]
+    counts = batch["n_images_per_sample"].tolist() if "n_images_per_sample" in batch else [0] * size
+    grid_layout = pp_record(spec)["tokens_per_image"]["kind"] == "grid"
+    rows = batch["image_grid_thw"].prod(-1).tolist() if grid_layout and "image_grid_thw" in batch else [1] * sum(counts)
+    image_at = list(itertools.accumulate(counts, initial=0))
+    row_at = list(itertools.accumulate(rows, initial=0))
+    per_image = ("image_grid_thw", "image_sizes", "image_position_ids", "image_attention_mask", "num_local_patches")
+    pixel_key = "image_pixel_values" if "image_pixel_values" in batch else "pixel_values"  # Phi-4-multimodal
+    local = batch["num_local_patches"].tolist() if "num_local_patches" in batch else [0] * sum(counts)
+    local_at = list(itertools.accumulate(local, initial=0))
+    out = []
+    for part in torch.tensor_split(torch.arange(size), n):
+        s0, s1 = int(part[0]), int(part[-1]) + 1
+        i0, i1 = image_at[s0], image_at[s1]
+        mb = {k: v[s0:s1] for k, v in batch.items()
+              if k not in per_image + (pixel_key, "n_images_per_sample", "pixel_values_local")}
+        if i1 > i0:
+            mb[pixel_key] = batch[pixel_key][row_at[i0]:row_at[i1]]
+            mb.update({k: batch[k][i0:i1] for k in per_image if k in batch})
+            if local_at[i1] > local_at[i0]:
+                mb["pixel_values_local"] = batch["pixel_values_local"][local_at[i0]:local_at[i1]]
+        out.append(mb)
+    return out
+
+
+def present_media(batch: Mapping[str, Any]) -> list[str]:
+    return [k for k in MEDIA_KEYS if batch.get(k) is not None]

@@ -1,0 +1,133 @@
+"""Check ``pp_chunking``: media chunk k holds exactly the media of ``torch.tensor_split`` text microbatch k.
+
+For every (B, n) of ``GRID`` the batch goes through the implementation's ``prepare_vlm_media_for_pp``;
+its chunks must concatenate back to the batch's media, hold as many images as the microbatch's samples
+own, and yield exactly the microbatch's placeholder tokens by the record's own arithmetic. Where the
+batch has an image grid, ``chunk_vlm_media`` must agree; once per family, ``wrap_vlm_collate_for_pp``
+must give the same chunks as collating and preparing by hand.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checks import CheckFailure
+from ..registry import FamilySpec
+from .batches import collated, describe_error, media_chunks, prepare, present_media, wrapped_collate
+from .spec import (COUNT_KEYS, GRID, fixture_ids, image_token_id, pp_api, pp_record, raise_all, shape,
+                   tokens_per_image, where)
+
+_GRID_KEYS = ("image_grid_thw", "image_grid_hws", "image_grid_hw", "image_sizes", "image_position_ids")
+WRAP_CASE = (3, 2)
+"""(B, n) on which ``wrap_vlm_collate_for_pp`` is compared with collate + ``prepare_vlm_media_for_pp``."""
+
+
+def check_chunking(spec: FamilySpec) -> None:
+    """Every (B, n) of ``GRID``; one failure lists every broken microbatch."""
+    problems = [p for batch_size, n in GRID for p in chunking_problems(spec, batch_size, n)]
+    problems += wrap_problems(spec, *WRAP_CASE)
+    raise_all(problems, "PP media chunking failure(s)")
+
+
+def chunking_problems(spec: FamilySpec, batch_size: int, n: int) -> list[str]:
+    """Media chunks reassemble the batch's media exactly and chunk k feeds exactly text microbatch k."""
+    ids = fixture_ids(spec, batch_size)
+    batch = collated(spec, ids)
+    at = lambda k=None: where(spec, "pp_chunking", ids, batch_size, n, k)  # noqa: E731
+    try:
+        out = prepare(batch, batch_size, n)
+    except CheckFailure as exc:
+        return [f"{at()} {exc}"]
+    except Exception as exc:  # a crash inside the implementation is this cell's evidence, not the grid's end
+        return [f"{at()} prepare_vlm_media_for_pp raised {describe_error(exc)}"]
+    present = present_media(batch)
+    image_id = image_token_id(spec)
+    text_mbs = torch.tensor_split(batch["input_ids"], n, dim=0)
+    if not present:
+        tokens = [int((mb == image_id).sum()) for mb in text_mbs]
+        return [f"{at()} a batch without media has image tokens {tokens}"] if any(tokens) else []
+    try:
+        chunks, _ = media_chunks(out, batch, n)
+    except CheckFailure as exc:
+        return [f"{at()} {exc}"]
+    problems = []
+    left = [k for k in present if out.get(k) is not None]
+    if left:
+        problems.append(f"{at()} raw media {left} still in the PP batch; torch PP would cut them by row")
+    problems += [f"{at()} text tensor {key} changed" for key in batch
+                 if key not in present and (key not in out or not torch.equal(out[key], batch[key]))]
+    for key in present:
+        parts = [c.get(key) for c in chunks]
+        if key in COUNT_KEYS and all(p is None for p in parts):
+            continue  # bookkeeping only: stage 0 needs the media, not the per-sample counts
+        if any(p is None for p in parts):
+            problems.append(f"{at()} {key} missing from media chunks {[k for k, p in enumerate(parts) if p is None]}")
+            continue
+        joined = torch.cat(parts)
+        if joined.dtype != batch[key].dtype or not torch.equal(joined, batch[key]):
+            problems.append(f"{at()} concatenating the {key} chunks {[shape(p) for p in parts]} does not "
+                            f"reproduce the batch's {key} ({shape(batch[key])})")
+    counts = torch.tensor_split(batch["n_images_per_sample"], n) if "n_images_per_sample" in batch else None
+    rule = pp_record(spec)["tokens_per_image"]
+    documented = _documented_chunks(batch, batch_size, n)
+    for k, (chunk, text) in enumerate(zip(chunks, text_mbs)):
+        got = int((text == image_id).sum())
+        try:
+            per_image = tokens_per_image(spec, chunk)
+        except KeyError as exc:
+            problems.append(f"{at(k)} media chunk {k} lacks {exc} that the record's rule {rule} reads")
+            continue
+        if got != sum(per_image):
+            key = "pixel_values" if "pixel_values" in chunk else "image_pixel_values"
+            pixels = shape(chunk[key]) if key in chunk else "no pixel_values"
+            problems.append(f"{at(k)} text microbatch {k} has {got} {pp_record(spec)['image_token']} tokens but its "
+                            f"media chunk ({pixels}, {len(per_image)} images) yields {sum(per_image)} = "
+                            f"{'+'.join(map(str, per_image)) or '0'} ({rule})")
+        if counts is not None and int(counts[k].sum()) != len(per_image):
+            problems.append(f"{at(k)} the samples of text microbatch {k} own {int(counts[k].sum())} images "
+                            f"(n_images_per_sample {counts[k].tolist()}) but media chunk {k} holds {len(per_image)}")
+        if documented is not None:
+            pixels, grid, grid_key = documented[0][k], documented[1][k], documented[2]
+            if "pixel_values" not in chunk or grid_key not in chunk:
+                continue  # reported above as missing
+            if not torch.equal(pixels, chunk["pixel_values"]) or not torch.equal(grid, chunk[grid_key]):
+                problems.append(f"{at(k)} chunk_vlm_media and prepare_vlm_media_for_pp disagree on chunk {k}: "
+                                f"{shape(pixels)} / {grid.tolist()} vs {shape(chunk['pixel_values'])} / {chunk[grid_key].tolist()}")
+    return problems
+
+
+def _documented_chunks(batch: dict[str, torch.Tensor], batch_size: int, n: int):
+    """``(pixel chunks, grid chunks, grid key)`` from the documented ``chunk_vlm_media``, or None when the
+    batch has no ``pixel_values`` with an image grid (the page's ``image_grid`` is not optional)."""
+    key = next((k for k in _GRID_KEYS if batch.get(k) is not None), None)
+    if batch.get("pixel_values") is None or key is None:
+        return None
+    pixels, grids = pp_api("chunk_vlm_media")(pixel_values=batch["pixel_values"], image_grid=batch[key],
+                                              batch_size=batch_size, n_microbatches=n,
+                                              n_images_per_sample=batch.get("n_images_per_sample"))
+    return list(pixels), list(grids), key
+
+
+def wrap_problems(spec: FamilySpec, batch_size: int, n: int) -> list[str]:
+    """``wrap_vlm_collate_for_pp(collate, n)(examples)`` gives the chunks of collate + prepare."""
+    ids = fixture_ids(spec, batch_size)
+    batch = collated(spec, ids)
+    if not present_media(batch):
+        return []
+    at = where(spec, "pp_chunking", ids, batch_size, n) + " wrap_vlm_collate_for_pp:"
+    try:
+        wrapped, _ = media_chunks(wrapped_collate(spec, ids, n), batch, n)
+        direct, _ = media_chunks(prepare(batch, batch_size, n), batch, n)
+    except CheckFailure as exc:
+        return [f"{at} {exc}"]
+    except Exception as exc:
+        return [f"{at} raised {describe_error(exc)}"]
+    problems = []
+    for k, (w, d) in enumerate(zip(wrapped, direct)):
+        if sorted(w) != sorted(d):
+            problems.append(f"{at} chunk {k} keys {sorted(w)} vs {sorted(d)} from collate + prepare_vlm_media_for_pp")
+            continue
+        differ = [key for key in d if not torch.equal(w[key], d[key])]
+        if differ:
+            problems.append(f"{at} chunk {k} differs from collate + prepare_vlm_media_for_pp in {differ}")
+    return problems
