@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import vlmspec.pp.chunking as chunking
-from conformance.pp import batches, chunking, spec as pp_spec, staged
+from conformance.pp import batches, spec as pp_spec, staged
+from conformance.pp import chunking as pp_chunking
 from conformance.checks import CheckFailure
 from conformance.registry import load_registry
 
@@ -40,7 +41,7 @@ def spec(monkeypatch):
 
 def test_shifted_media_chunk_fails_the_chunking_check(spec):
     with pytest.raises(CheckFailure) as err:
-        chunking.check_chunking(spec)
+        pp_chunking.check_chunking(spec)
     message = str(err.value)
     assert f"[{MODEL} |" in message and "check pp_chunking" in message
     # B=3, n=2: samples [0, 1] | [2]; sample 2's two images (10 tokens) move into chunk 0.
