@@ -83,7 +83,7 @@ def _fixture_class(model_id: str) -> str:
 
 
 def cmd_families(args: argparse.Namespace, out: TextIO) -> int:
-    from .registry import load_registry
+    from .registry import load_impl_findings, load_registry
 
     rows = []
     for spec in load_registry().values():
@@ -91,8 +91,8 @@ def cmd_families(args: argparse.Namespace, out: TextIO) -> int:
             "model_id": spec.model_id, "family": spec.family, "fixture_class": _fixture_class(spec.model_id),
             "processor": spec.processor_class, "collate": spec.collate,
             "also_collate": list(getattr(spec, "also_collate", ()) or ()), "checks": list(spec.checks),
-            "expected_failures": [{"check": x.check, "fixtures": list(x.fixtures), "reason": x.reason}
-                                  for x in spec.expected_failures],
+            "expected_failures": [{"check": x.check, "fixtures": list(x.fixtures), "reason": x.reason, "link": x.link,
+                                   "impl": list(x.impls)} for x in spec.expected_failures],
         })
     if args.json:
         out.write(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
@@ -105,6 +105,9 @@ def cmd_families(args: argparse.Namespace, out: TextIO) -> int:
     for row in table:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
     out.write(f"\n{len(rows)} registered model(s); records in {ROOT / 'fixtures' / 'families'}\n")
+    for name, found in load_impl_findings().items():
+        out.write(f"findings for {name} ({found.package}): {len(found.expected_failures)} expected failure(s) "
+                  f"in {found.source}\n")
     return 0
 
 

@@ -5,11 +5,23 @@ active implementation's table says which module provides it. ``vlmspec`` is the 
 ``nemo_automodel`` maps to the documented module paths of the PyPI package; any other value is a
 module path whose module defines ``VLMSPEC_IMPL`` (a table like the ones below) — the mutants under
 ``tests/mutants/`` use that to run the suite against a deliberately broken copy of vlmspec.
+
+Such a module (or a package above it) may define ``VLMSPEC_IMPL_BASE = "vlmspec"``: the name of the
+implementation it derives from. :func:`names` then lists both, so findings recorded for the base
+(expected failures) also apply to the derived implementation.
+
+A module that the implementation needs but that is not installed is an environment problem, not a
+verdict: :func:`missing_dependency` recognizes it and :class:`MissingDependency` carries the install hint.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import re
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 DOCUMENTED = ("fake_image", "collate_fns", "pp_media", "pipelining", "llama_nemotron_vl")
@@ -30,18 +42,61 @@ BUILTIN: dict[str, dict[str, str]] = {
         "llama_nemotron_vl": "nemo_automodel.components.models.llama_nemotron_vl.model",
     },
 }
+# What `pip install` brings each built-in (the usage error when it is not installed names it).
+BUILTIN_PACKAGES = {"vlmspec": "vlmspec (pip install -e . in this checkout)", "nemo_automodel": "nemo-automodel"}
 
-_ACTIVE = {"name": "vlmspec", "table": BUILTIN["vlmspec"]}
+# Modules the harness itself imports: if one of these is missing the harness is broken, and that is an
+# error of the run, never an environment finding about the implementation.
+HARNESS_MODULES = frozenset({"vlmspec", "conformance", "torch", "transformers", "PIL", "pytest", "_pytest",
+                             "pluggy", "numpy", "tokenizers", "huggingface_hub", "safetensors"})
+# Import name -> distribution name where they differ by more than '_' -> '-'.
+PACKAGES = {"qwen_omni_utils": "qwen-omni-utils", "qwen_vl_utils": "qwen-vl-utils", "cv2": "opencv-python",
+            "yaml": "pyyaml", "sklearn": "scikit-learn", "PIL": "pillow", "av": "av", "decord": "decord",
+            "flash_attn": "flash-attn", "soundfile": "soundfile", "librosa": "librosa", "timm": "timm",
+            "einops": "einops", "mistral_common": "mistral-common", "google": "protobuf"}
+
+_ACTIVE: dict[str, Any] = {"name": "vlmspec", "table": BUILTIN["vlmspec"], "lineage": ("vlmspec",)}
 
 
 class NotImplementedInImpl(AssertionError):
     """The implementation under test lacks a documented name: the check fails as 'not implemented'."""
 
 
+@dataclass(frozen=True)
+class Dependency:
+    """A module the implementation imports that is not installed, and how to install it."""
+
+    module: str          # top-level import name, e.g. "qwen_omni_utils"
+    package: str         # distribution to install, e.g. "qwen-omni-utils"
+    hint: str = ""       # the implementation's own install advice, when its message gives one
+
+    @property
+    def message(self) -> str:
+        text = (f"environment: the implementation needs the package `{self.package}` (module `{self.module}`): "
+                f"pip install {self.package}")
+        return text + (f" (its own hint: {self.hint})" if self.hint else "")
+
+
+class MissingDependency(Exception):
+    """A module the implementation under test needs is not installed: an environment problem, no verdict."""
+
+    def __init__(self, dependency: Dependency, detail: str = "") -> None:
+        super().__init__(dependency.message + (f" [{detail}]" if detail else ""))
+        self.dependency = dependency
+
+
 def activate(name: str) -> None:
-    """Select the implementation by built-in name or by a module path that defines ``VLMSPEC_IMPL``."""
+    """Select the implementation by built-in name or by a module path that defines ``VLMSPEC_IMPL``.
+
+    Raises ``ValueError`` (a usage problem) when the implementation itself is not installed: a run
+    against an absent implementation must not turn into a green row of environment findings.
+    """
     if name in BUILTIN:
-        table = BUILTIN[name]
+        table, lineage = BUILTIN[name], (name,)
+        root = next(iter(table.values())).split(".")[0]
+        if importlib.util.find_spec(root) is None:
+            raise ValueError(f"--impl {name}: the implementation is not installed (module `{root}` not found): "
+                             f"pip install {BUILTIN_PACKAGES.get(name, name)}")
     else:
         try:
             module = importlib.import_module(name)
@@ -53,11 +108,29 @@ def activate(name: str) -> None:
         unknown = set(table) - set(DOCUMENTED)
         if unknown:
             raise ValueError(f"--impl {name}: VLMSPEC_IMPL names unknown modules {sorted(unknown)}")
-    _ACTIVE.update(name=name, table=dict(table))
+        base = _declared_base(name)
+        lineage = (name,) + ((base,) if base and base != name else ())
+    _ACTIVE.update(name=name, table=dict(table), lineage=lineage)
+
+
+def _declared_base(name: str) -> str | None:
+    """``VLMSPEC_IMPL_BASE`` of module ``name`` or, failing that, of the nearest package above it."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        holder = sys.modules.get(".".join(parts[:i]))
+        base = getattr(holder, "VLMSPEC_IMPL_BASE", None)
+        if isinstance(base, str):
+            return base
+    return None
 
 
 def active() -> str:
     return _ACTIVE["name"]
+
+
+def names() -> list[str]:
+    """The active implementation's name, then the implementation it derives from (``VLMSPEC_IMPL_BASE``)."""
+    return list(_ACTIVE["lineage"])
 
 
 def module(documented: str) -> Any:
@@ -67,6 +140,9 @@ def module(documented: str) -> Any:
     try:
         return importlib.import_module(path)
     except Exception as exc:
+        dependency = missing_dependency(exc)
+        if dependency is not None:
+            raise MissingDependency(dependency, f"{path} does not import: {type(exc).__name__}: {exc}") from exc
         raise NotImplementedInImpl(f"not implemented: {active()} module {path} does not import: "
                                    f"{type(exc).__name__}: {exc}") from exc
 
@@ -78,3 +154,82 @@ def get(documented: str, name: str) -> Any:
         return getattr(mod, name)
     except AttributeError:
         raise NotImplementedInImpl(f"not implemented: {active()} {mod.__name__} has no '{name}'") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Missing dependencies of the implementation
+# --------------------------------------------------------------------------------------------------
+_NAMED = (re.compile(r"No module named '([^']+)'"),
+          # the optional-dependency guards libraries write: "qwen_omni_utils is required for ..."
+          re.compile(r"^[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:is|are) (?:required|needed|not installed)"),
+          re.compile(r"requires? (?:the )?[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:library|package|module)"))
+_HINT = re.compile(r"(pip install [^\s'\"`]+)")
+
+
+def missing_dependency(exc: BaseException) -> Dependency | None:
+    """The uninstalled module behind ``exc`` (or an exception it was raised from), when that module is
+    neither the harness's nor the implementation's own and is really not importable; else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MissingDependency):
+            return exc.dependency
+        if isinstance(exc, ImportError):
+            found = _from_import_error(exc)
+            if found is not None:
+                return found
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _from_import_error(exc: ImportError) -> Dependency | None:
+    message = str(exc)
+    name = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    for pattern in _NAMED:
+        if name:
+            break
+        hit = pattern.search(message)
+        name = hit.group(1) if hit else None
+    if not name:
+        return None
+    root = name.split(".")[0]
+    if root in HARNESS_MODULES or root in impl_roots() or not _raised_in_implementation(exc):
+        return None
+    try:
+        if importlib.util.find_spec(root) is not None:
+            return None  # importable after all: a version or API problem, which is a verdict
+    except (ImportError, ValueError):
+        pass
+    hint = _HINT.search(message)
+    package = PACKAGES.get(root, root.replace("_", "-"))
+    own = hint.group(1) if hint and hint.group(1) != f"pip install {package}" else ""
+    return Dependency(root, package, own)
+
+
+def impl_roots() -> set[str]:
+    """Top-level packages of the active implementation (its table's modules and an ``--impl`` module path)."""
+    return {p.split(".")[0] for p in _ACTIVE["table"].values()} | {active().split(".")[0]}
+
+
+def _impl_dirs() -> list[str]:
+    dirs = []
+    for root in impl_roots():
+        try:
+            spec = importlib.util.find_spec(root)
+        except (ImportError, ValueError):
+            continue
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            dirs.append(os.path.realpath(location) + os.sep)
+    return dirs
+
+
+def _raised_in_implementation(exc: BaseException) -> bool:
+    """Whether a frame of ``exc``'s traceback runs the implementation's code (or imports it)."""
+    dirs = _impl_dirs()
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        if any(filename.startswith(d) for d in dirs):
+            return True
+        tb = tb.tb_next
+    return False

@@ -3,7 +3,15 @@
 Options select models (``--model``, ``--family``), list the registry (``--list-models``) and control
 network and remote code (``--online``, ``--trust-remote-code``). Tests that request the ``family``
 fixture are parametrized over the selected families; tests that request ``case`` over the fixture
-corpus. The terminal summary shows a per-model table with each model's fixture class.
+corpus. Tests marked ``@pytest.mark.vlmspec_cell(model="(implementation)", check="api")`` are
+implementation-level cells (one row, first in the matrix; case id = the ``case`` parameter, else the
+item name). The terminal summary shows a per-model table with each model's fixture class.
+
+Expected failures come from :func:`registry.expected_failure_for` (family records and
+``fixtures/impls/<impl>.json``) and are strict: a fix upstream turns into XPASS, a FAIL. A case that
+fails because a module the implementation needs is not installed becomes a skip whose report outcome
+is ``env`` (no verdict, exit status unaffected). Every non-pass case carries its evidence into the
+report (:func:`report.format_evidence`).
 
 This module imports only the standard library at import time: it is loaded by every pytest run in
 an environment where vlmspec is installed.
@@ -42,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance(check): a vlmspec conformance check")
     config.addinivalue_line("markers", "distributed: starts torch.distributed worker processes (gloo, CPU)")
+    config.addinivalue_line("markers", "vlmspec_cell(model, check): report this test as the matrix cell (model, check); "
+                                       "model '(implementation)' for implementation-level checks (api, robustness)")
     from . import impl
 
     try:
@@ -57,12 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_cmdline_main(config: pytest.Config):
     if config.getoption("--list-models"):
-        from .registry import load_registry
 
         from vlmspec.hub.recipe import PackError, family_folder
 
         print(f"{'model id':<50} {'family':<10} {'class':<10} {'processor':<26} checks")
-        for spec in load_registry().values():
+        for spec in _registry().values():
             try:
                 klass = family_folder(spec.model_id).fixture_class
             except PackError:
@@ -71,6 +80,17 @@ def pytest_cmdline_main(config: pytest.Config):
             print(f"{spec.model_id:<50} {spec.family:<10} {klass:<10} {spec.processor_class:<26} {','.join(spec.checks)}{xf}")
         return 0
     return None
+
+
+def _registry() -> dict:
+    """The family registry and the implementation findings, loaded strictly: a bad record is a usage error."""
+    from .registry import load_impl_findings, load_registry
+
+    try:
+        load_impl_findings()
+        return load_registry()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _has_family_data(model_id: str) -> bool:
@@ -87,10 +107,10 @@ def selected_specs(config: pytest.Config) -> list:
     if "specs" in _STATE:
         return _STATE["specs"]
     from .loading import TRUST_REMOTE_CODE, load_processor
-    from .registry import adhoc_spec, closest_ids, load_registry
+    from .registry import adhoc_spec, closest_ids
 
     TRUST_REMOTE_CODE["enabled"] = bool(config.getoption("--trust-remote-code"))
-    registry = load_registry()
+    registry = _registry()
     specs = []
     for model_id in config.getoption("--model"):
         if model_id in registry:
@@ -139,45 +159,117 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("family", specs, ids=[s.label for s in specs])
 
 
+def _case_id(item: pytest.Item) -> str:
+    """An implementation-level item's case: its ``case`` parameter (its id), else the item's name."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "case" not in callspec.params:
+        return item.name
+    case = callspec.params["case"]
+    if isinstance(getattr(case, "id", None), str):
+        return case.id
+    return case if isinstance(case, str) else callspec.id
+
+
+def _cell(item: pytest.Item) -> tuple[str, str, str, str | None, object] | None:
+    """``(model label, model id, check, case id, spec or None)`` for a suite item, else None."""
+    from .registry import CHECKS, IMPL_CHECKS, IMPL_ROW, closest_check
+
+    marker = item.get_closest_marker("vlmspec_cell")
+    if marker is not None:
+        model, check = marker.kwargs.get("model", IMPL_ROW), marker.kwargs.get("check")
+        if check not in (*CHECKS, *IMPL_CHECKS):
+            near = closest_check(str(check))
+            raise pytest.UsageError(f"{item.nodeid}: vlmspec_cell check {check!r} is not a known check"
+                                    + (f" (did you mean {near!r}?)" if near else ""))
+        return model, model, check, _case_id(item), None
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("family") if callspec else None
+    if spec is None or not hasattr(spec, "expected_failures"):
+        return None
+    case = callspec.params.get("case")
+    return spec.label, spec.model_id, getattr(item.module, "CHECK", item.name), getattr(case, "id", None), spec
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from . import impl
+    from .registry import expected_failure_for
+
+    names = impl.names()
+    if any(_cell(item) for item in items):
+        _registry()  # a bad findings file: a usage error naming it, before any case runs
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        spec = callspec.params.get("family") if callspec else None
-        if spec is None or not hasattr(spec, "expected_failure"):
+        cell = _cell(item)
+        if cell is None:
             continue
-        check = getattr(item.module, "CHECK", item.name)
-        case = callspec.params.get("case")
-        skip = spec.skip(check, getattr(case, "id", None))
+        label, model_id, check, case_id, spec = cell
+        info: dict = {"model": label, "check": check, "case": case_id}
+        skip = spec.skip(check, case_id) if spec is not None else None
         if skip is not None:
             item.add_marker(pytest.mark.skip(reason=skip.reason))
-        xf = spec.expected_failure(check, getattr(case, "id", None))
+        xf = expected_failure_for(label, model_id, check, case_id, names)
         if xf is not None:
-            reason = xf.reason + (f" ({xf.link})" if xf.link else "")
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-        item.user_properties.append(("vlmspec", {"model": spec.label, "check": check,
-                                                 "case": getattr(case, "id", None)}))
+            item.add_marker(pytest.mark.xfail(reason=xf.reason + (f" ({xf.link})" if xf.link else ""), strict=True))
+            info["xfail"] = {"reason": xf.reason, "link": xf.link}
+        item.user_properties.append(("vlmspec", info))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Outermost wrapper (after xfail handling): attach evidence, and turn a missing dependency of the
+    implementation into a skip marked ``env``: an environment problem is neither pass nor FAIL."""
+    report = yield
+    if call.excinfo is None or "vlmspec" not in dict(item.user_properties):
+        return report
+    if not (report.failed or hasattr(report, "wasxfail")):
+        return report  # a skip: its reason is the record
+    from . import impl
+    from .report import format_evidence
+
+    exc = call.excinfo.value
+    evidence = format_evidence(exc)
+    dependency = impl.missing_dependency(exc)
+    if dependency is not None:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {dependency.message}")
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
+        report.user_properties.append(("vlmspec_env", dependency.message))
+    report.user_properties.append(("vlmspec_evidence", evidence))
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    info = dict(report.user_properties).get("vlmspec")
+    props = dict(report.user_properties)
+    info = props.get("vlmspec")
     if info is None:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        reason = ""
-        if hasattr(report, "wasxfail"):
-            outcome = "xfailed" if report.skipped else "xpassed"
-            reason = report.wasxfail
+        xfail = info.get("xfail") or {}
+        result = {"case": info["case"], "outcome": "", "reason": "", "link": "",
+                  "evidence": props.get("vlmspec_evidence", "")}
+        if "vlmspec_env" in props:
+            result.update(outcome="env", reason=props["vlmspec_env"])
+        elif hasattr(report, "wasxfail"):
+            result.update(outcome="xfailed" if report.skipped else "xpassed", reason=xfail.get("reason", report.wasxfail),
+                          link=xfail.get("link", ""))
+        elif report.failed and xfail and report.when == "call" and "XPASS" in str(report.longrepr):
+            # strict xfail that passed: pytest reports a plain failure "[XPASS(strict)] reason"
+            result.update(outcome="xpassed", reason=xfail["reason"], link=xfail["link"],
+                          evidence="XPASS(strict): the case passed although an expected failure is recorded; "
+                                   "if the deviation is fixed, remove the entry")
         elif report.skipped:
-            outcome = "skipped"
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-            reason = reason.removeprefix("Skipped: ")
+            result.update(outcome="skipped", reason=reason.removeprefix("Skipped: "))
         else:
-            outcome = report.outcome if report.when == "call" else "error"
-        _STATE.setdefault("outcomes", defaultdict(lambda: defaultdict(list)))[info["model"]][info["check"]].append(
-            {"case": info["case"], "outcome": outcome, "reason": reason})
+            result.update(outcome=report.outcome if report.when == "call" else "error")
+        _STATE.setdefault("outcomes", defaultdict(lambda: defaultdict(list)))[info["model"]][info["check"]].append(result)
 
 
 def _fixture_class(model_id: str) -> str:
+    from .registry import IMPL_ROW
+
+    if model_id == IMPL_ROW:
+        return "—"
     try:
         from .loading import pack_for
 
@@ -197,7 +289,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
     from . import impl
 
-    meta = {"implementation": impl.active(), "transformers": transformers.__version__,
+    from .registry import load_impl_findings
+
+    recorded = load_impl_findings()
+    meta = {"implementation": impl.active(), "implementation_lineage": impl.names(),
+            "findings": {n: {"package": recorded[n].package, "file": recorded[n].source} for n in impl.names()
+                         if n in recorded},
+            "transformers": transformers.__version__,
             "hub": "online" if config.getoption("--online") else "offline",
             "trust_remote_code": bool(config.getoption("--trust-remote-code")),
             "notes": _STATE.get("notes", [])}
@@ -206,6 +304,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     tr.section("vlmspec conformance")
     tr.write_line(f"implementation: {meta['implementation']} | transformers {meta['transformers']} | hub {meta['hub']} | "
                   f"trust_remote_code={'ON' if meta['trust_remote_code'] else 'off'}")
+    for name, found in meta["findings"].items():
+        tr.write_line(f"findings for {name}: {found['file']} (recorded for {found['package']})")
     for note in meta["notes"]:
         tr.write_line(f"note: {note}")
     for line in report_mod.to_terminal(report):

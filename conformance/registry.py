@@ -1,25 +1,54 @@
-"""Family registry: one JSON record per HF model id under ``fixtures/families/``. Families are data."""
+"""Family registry and findings: data under ``fixtures/``, loaded strictly.
+
+- ``fixtures/families/<org>--<name>.json``: one record per HF model id (what the checks need, which
+  checks apply, expected failures and skips);
+- ``fixtures/impls/<impl>.json``: findings about one implementation (its expected failures), see
+  ``fixtures/impls/README.md`` (``VLMSPEC_IMPLS_DIR`` points elsewhere).
+
+Loading is strict: an unknown key at any level, an unknown check name, rule kind, fixture id, model or
+implementation name is a ``ValueError`` naming the file, the key path and the closest valid name. A
+typo therefore cannot silently turn into an ignored key (and a skipped check).
+"""
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "families"
+from . import impl as impl_mod
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FAMILIES_DIR = FIXTURES / "families"
+IMPLS_DIR = Path(os.environ.get("VLMSPEC_IMPLS_DIR") or FIXTURES / "impls")  # findings kept elsewhere (tests)
+CONVERSATIONS_DIR = FIXTURES / "conversations"
 CHECKS = ("labels", "vision_tokens", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden", "template_behaviour",
           "pp_chunking", "pp_staged_forward", "pp_distributed", "pp_golden")
+"""Per-family checks (a record's ``checks``)."""
+IMPL_CHECKS = ("api", "robustness")
+"""Implementation-level checks: one matrix row, :data:`IMPL_ROW`; recorded only in ``fixtures/impls/``."""
+IMPL_ROW = "(implementation)"
 
 
 @dataclass(frozen=True)
 class ExpectedFailure:
     check: str
     reason: str
-    fixtures: tuple[str, ...] = ()  # empty = every fixture
+    fixtures: tuple[str, ...] = ()  # empty = every fixture (case)
     link: str = ""
+    impls: tuple[str, ...] = ()     # empty = every implementation
+    models: tuple[str, ...] = ()    # impl findings only; empty = every model
+
+    def matches(self, check: str, fixture: str | None, impl_names: Sequence[str] = (),
+                model_label: str = "", model_id: str = "") -> bool:
+        return (self.check == check and (not self.fixtures or fixture in self.fixtures)
+                and (not self.impls or any(n in self.impls for n in impl_names))
+                and (not self.models or model_label in self.models or model_id in self.models))
 
 
 @dataclass(frozen=True)
@@ -41,7 +70,7 @@ class FamilySpec:
     also_collate: tuple[str, ...] = ()  # further collates to run (e.g. default_collate_fn beside the family's)
     also_collate_checks: tuple[str, ...] = ("labels", "label_consistency", "golden")
     variant: str = ""  # set on the copies that run an also_collate
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # validated: pp, text_injection, processor_factory, notes
 
     @property
     def label(self) -> str:
@@ -60,57 +89,315 @@ class FamilySpec:
     def folder(self) -> str:
         return self.model_id.replace("/", "--")
 
+    @property
+    def pp(self) -> dict[str, Any]:
+        """The record's ``pp`` block (validated against :data:`PP`), or ``{}``."""
+        return self.extra.get("pp") or {}
+
     def injection(self) -> dict | None:
         """The documented text injection of this spec's collate, if any (``text_injection`` by collate)."""
         return self.extra.get("text_injection", {}).get(self.collate)
 
-    def expected_failure(self, check: str, fixture: str | None = None) -> ExpectedFailure | None:
-        return _match(self.expected_failures, check, fixture)
+    def expected_failure(self, check: str, fixture: str | None = None,
+                         impl_names: Sequence[str] | None = None) -> ExpectedFailure | None:
+        """The record's expected failure for this cell and implementation (default: the active one)."""
+        names = impl_mod.names() if impl_names is None else impl_names
+        return next((x for x in self.expected_failures if x.matches(check, fixture, names)), None)
 
     def skip(self, check: str, fixture: str | None = None) -> ExpectedFailure | None:
-        return _match(self.skips, check, fixture)
+        return next((x for x in self.skips if x.matches(check, fixture)), None)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "<record>") -> "FamilySpec":
-        known = {"model_id", "family", "processor_class", "collate", "checks", "model_class", "vision_module",
-                 "vision_tokens", "expected_failures", "skips", "template_behaviour", "also_collate",
-                 "also_collate_checks"}
-        entries = lambda key: tuple(  # noqa: E731
-            ExpectedFailure(x["check"], x["reason"], tuple(x.get("fixtures", ())), x.get("link", ""))
-            for x in data.get(key, ()))
-        try:
-            checks = tuple(data["checks"])
-            unknown = set(checks) - set(CHECKS)
-            if unknown:
-                raise ValueError(f"{source}: unknown checks {sorted(unknown)} (known: {CHECKS})")
-            return cls(
-                model_id=data["model_id"], family=data["family"], processor_class=data["processor_class"],
-                collate=data["collate"], checks=checks, model_class=data.get("model_class"),
-                vision_module=data.get("vision_module"), vision_tokens=tuple(data.get("vision_tokens", ())),
-                expected_failures=entries("expected_failures"), skips=entries("skips"),
-                template_behaviour=tuple(data.get("template_behaviour", ())),
-                also_collate=tuple(data.get("also_collate", ())),
-                also_collate_checks=tuple(data.get("also_collate_checks", ("labels", "label_consistency", "golden"))),
-                extra={k: v for k, v in data.items() if k not in known},
-            )
-        except KeyError as exc:
-            raise ValueError(f"{source}: family record is missing {exc}") from None
+        validate(data, record_schema(data), source)
+        for key in ("expected_failures", "skips"):
+            for i, x in enumerate(data.get(key, ())):
+                if x["check"] not in data["checks"]:
+                    raise ValueError(f"{source}: {key}[{i}].check: {x['check']!r} is not one of this record's checks "
+                                     f"({', '.join(data['checks'])}), so the entry could never apply")
+        entries = lambda key: tuple(_entry(x) for x in data.get(key, ()))  # noqa: E731
+        return cls(
+            model_id=data["model_id"], family=data["family"], processor_class=data["processor_class"],
+            collate=data["collate"], checks=tuple(data["checks"]), model_class=data.get("model_class"),
+            vision_module=data.get("vision_module"), vision_tokens=tuple(data.get("vision_tokens", ())),
+            expected_failures=entries("expected_failures"), skips=entries("skips"),
+            template_behaviour=tuple(data.get("template_behaviour", ())),
+            also_collate=tuple(data.get("also_collate", ())),
+            also_collate_checks=tuple(data.get("also_collate_checks", ("labels", "label_consistency", "golden"))),
+            extra={k: v for k, v in data.items() if k in _EXTRA},
+        )
 
 
-def _match(entries: tuple[ExpectedFailure, ...], check: str, fixture: str | None) -> ExpectedFailure | None:
-    for entry in entries:
-        if entry.check == check and (not entry.fixtures or fixture in entry.fixtures):
-            return entry
-    return None
+def _entry(x: dict[str, Any]) -> ExpectedFailure:
+    impls = x.get("impl", ())
+    return ExpectedFailure(x["check"], x["reason"], tuple(x.get("fixtures", ())), x.get("link", ""),
+                           (impls,) if isinstance(impls, str) else tuple(impls), tuple(x.get("models", ())))
+
+
+@dataclass(frozen=True)
+class ImplFindings:
+    """``fixtures/impls/<impl>.json``: what is known to deviate in one implementation (and which version)."""
+
+    impl: str
+    package: str
+    expected_failures: tuple[ExpectedFailure, ...] = ()
+    source: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# A small strict validator for JSON data: a schema is a type (str, int, bool) or one of these
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object with exactly these keys (``fields``: key -> schema); ``required`` must be present."""
+
+    fields: dict[str, Any]
+    required: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """An object with free keys (validated by ``key``); ``sized``: each list value is as long as its key says."""
+
+    value: Any
+    key: "Choice | None" = None
+    sized: bool = False
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A string out of ``names`` (a tuple, or a function returning one: data known only at load time)."""
+
+    names: tuple[str, ...] | Callable[[], tuple[str, ...]]
+    what: str
+
+    def options(self) -> tuple[str, ...]:
+        return self.names() if callable(self.names) else self.names
+
+
+@dataclass(frozen=True)
+class Either:
+    """The first option whose JSON type matches the value (e.g. a list, or a mapping of lists)."""
+
+    first: Any
+    second: Any
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """An object whose ``tag`` key picks the schema of the other keys (``kinds``: tag value -> :class:`Obj`)."""
+
+    tag: str
+    kinds: dict[str, Obj]
+
+
+def closest(name: str, options: Sequence[str]) -> str | None:
+    hits = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return hits[0] if hits else None
+
+
+def _hint(name: str, options: Sequence[str]) -> str:
+    near = closest(name, options)
+    shown = ", ".join(list(options)[:16]) + (", ..." if len(options) > 16 else "")
+    return f" (did you mean {near!r}?)" if near else f" (valid: {shown})"
+
+
+def _json_type(schema: Any) -> tuple[type, ...]:
+    if isinstance(schema, (Obj, MapOf, Tagged)):
+        return (dict,)
+    if isinstance(schema, ListOf):
+        return (list,)
+    if isinstance(schema, Choice):
+        return (str,)
+    if isinstance(schema, Either):
+        return _json_type(schema.first) + _json_type(schema.second)
+    return (schema,)
+
+
+def validate(value: Any, schema: Any, source: str, path: str = "") -> None:
+    """Raise ``ValueError("<source>: <key path>: <problem> (did you mean ...)")`` unless ``value`` fits."""
+    where = path or "top level"
+    if not isinstance(value, _json_type(schema)) or (isinstance(value, bool) and schema is int):
+        names = "/".join(t.__name__ for t in _json_type(schema))
+        raise ValueError(f"{source}: {where}: expected {names}, got {type(value).__name__} {json.dumps(value)[:60]}")
+    if isinstance(schema, Choice):
+        if value not in schema.options():
+            raise ValueError(f"{source}: {where}: unknown {schema.what} {value!r}{_hint(value, schema.options())}")
+    elif isinstance(schema, ListOf):
+        for i, item in enumerate(value):
+            validate(item, schema.item, source, f"{path}[{i}]")
+    elif isinstance(schema, MapOf):
+        for key, item in value.items():
+            if schema.key is not None:
+                validate(key, schema.key, source, f"{path} key")
+            validate(item, schema.value, source, f"{path}.{key}")
+            if schema.sized and len(item) != int(key):
+                raise ValueError(f"{source}: {path}.{key}: {len(item)} entries, but the key says {key}")
+    elif isinstance(schema, Either):
+        option = schema.first if isinstance(value, _json_type(schema.first)) else schema.second
+        validate(value, option, source, path)
+    elif isinstance(schema, Tagged):
+        kind = value.get(schema.tag)
+        if kind is None:
+            raise ValueError(f"{source}: {where}: missing required key {schema.tag!r} (one of {', '.join(schema.kinds)})")
+        validate(kind, Choice(tuple(schema.kinds), f"{path.rpartition('.')[2] or schema.tag} {schema.tag}"),
+                 source, f"{path}.{schema.tag}")
+        validate({k: v for k, v in value.items() if k != schema.tag}, schema.kinds[kind], source, path)
+    elif isinstance(schema, Obj):
+        for key in value:
+            if key not in schema.fields:
+                raise ValueError(f"{source}: unknown key {(path + '.' if path else '') + key!r}"
+                                 f"{_hint(key, tuple(schema.fields))}")
+        missing = sorted(schema.required - set(value))
+        if missing:
+            raise ValueError(f"{source}: {where}: missing required key(s) {missing}")
+        for key, item in value.items():
+            validate(item, schema.fields[key], source, f"{path}.{key}" if path else key)
+
+
+# --------------------------------------------------------------------------------------------------
+# Schemas (every key any conformance module reads from a record; a new key must be added here)
+# --------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def fixture_ids() -> tuple[str, ...]:
+    """Ids of the conversation corpus (file stems of ``fixtures/conversations/*.json``)."""
+    return tuple(sorted(p.stem for p in CONVERSATIONS_DIR.glob("*.json")))
+
+
+def known_impls() -> tuple[str, ...]:
+    """Built-in implementations plus every implementation with a findings file."""
+    return tuple(dict.fromkeys([*impl_mod.BUILTIN, *sorted(p.stem for p in IMPLS_DIR.glob("*.json"))]))
+
+
+FIXTURE = Choice(fixture_ids, "fixture")
+FIXTURE_LIST = ListOf(FIXTURE)
+_SIZES = tuple(map(str, range(1, 65)))
+# A list of fixtures cycled to each batch size, or one list per batch size ("2": [two ids]).
+BATCH_FIXTURES = Either(FIXTURE_LIST, MapOf(FIXTURE_LIST, key=Choice(_SIZES, "batch size"), sized=True))
+TOKENS_PER_IMAGE = Tagged("kind", {
+    "grid": Obj({"merge": int, "grid_key": str}, required={"merge"}),
+    "fixed": Obj({"tokens": int}, required={"tokens"}),
+    "valid_patches": Obj({"pool": int}, required={"pool"}),
+    "image_sizes": Obj({"pixels": int}, required={"pixels"}),
+    "phi4_hd": Obj({"crop": int, "global": int}, required={"crop", "global"}),
+    "local_crops": Obj({"global": int, "per_crop": int}, required={"global", "per_crop"}),
+})
+PP = Obj({
+    "image_token": str, "tokens_per_image": TOKENS_PER_IMAGE, "position_ids": Choice(("mrope",), "position_ids kind"),
+    "layers_per_stage": MapOf(ListOf(int), key=Choice(_SIZES, "stage count"), sized=True),
+    "fixtures": BATCH_FIXTURES, "staged_fixtures": BATCH_FIXTURES, "distributed_fixtures": BATCH_FIXTURES,
+    "notes": str,
+}, required={"image_token", "tokens_per_image"})
+TEMPLATE_ENTRY = Obj({"fixture": FIXTURE, "description": str, "rendered_contains": ListOf(str),
+                      "rendered_not_contains": ListOf(str), "add_generation_prompt": bool},
+                     required={"fixture", "description"})
+_EXTRA = ("pp", "text_injection", "processor_factory", "notes")
+
+
+def _entry_schema(checks: Sequence[str], extra: dict[str, Any], required: set[str]) -> Obj:
+    return Obj({"check": Choice(tuple(checks), "check"), "reason": str, "fixtures": FIXTURE_LIST, "link": str, **extra},
+               required={"check", "reason", *required})
+
+
+def record_schema(data: dict[str, Any]) -> Obj:
+    """The schema of a family record (``text_injection`` may only name the record's own collates)."""
+    collates = tuple(x for x in [data.get("collate"), *(data.get("also_collate") or ())] if isinstance(x, str))
+    impl_names = Choice(known_impls, "implementation")
+    return Obj({
+        "model_id": str, "family": str, "processor_class": str, "collate": str,
+        "checks": ListOf(Choice(CHECKS, "check")), "model_class": str, "vision_module": str,
+        "vision_tokens": ListOf(str),
+        "expected_failures": ListOf(_entry_schema(CHECKS, {"impl": Either(impl_names, ListOf(impl_names))}, set())),
+        "skips": ListOf(_entry_schema(CHECKS, {}, set())),
+        "template_behaviour": ListOf(TEMPLATE_ENTRY),
+        "also_collate": ListOf(str), "also_collate_checks": ListOf(Choice(CHECKS, "check")),
+        "text_injection": MapOf(Obj({"after": str, "insert": str}, required={"after", "insert"}),
+                                key=Choice(collates, "collate of this record")),
+        "pp": PP, "processor_factory": str, "notes": str,
+    }, required={"model_id", "family", "processor_class", "collate", "checks"})
+
+
+def impl_schema(stem: str) -> Obj:
+    models = Choice(lambda: (IMPL_ROW, *model_labels()), "model")
+    entry = _entry_schema((*CHECKS, *IMPL_CHECKS), {"models": ListOf(models), "fixtures": ListOf(str)}, {"link"})
+    return Obj({"impl": Choice((stem,), "implementation (the file's name)"), "package": str, "notes": str,
+                "expected_failures": ListOf(entry)}, required={"impl", "package", "expected_failures"})
+
+
+def model_labels() -> tuple[str, ...]:
+    """Every registered model id and every ``id@collate`` variant label."""
+    return tuple(v.label for s in load_registry().values() for v in s.variants())
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
 
 
 @lru_cache(maxsize=1)
 def load_registry() -> dict[str, FamilySpec]:
     specs = {}
     for path in sorted(FAMILIES_DIR.glob("*.json")):
-        spec = FamilySpec.from_json(json.loads(path.read_text(encoding="utf-8")), str(path))
+        spec = FamilySpec.from_json(_read(path), str(path))
         specs[spec.model_id] = spec
     return specs
+
+
+@lru_cache(maxsize=1)
+def load_impl_findings() -> dict[str, ImplFindings]:
+    """Every ``fixtures/impls/*.json``, validated (``impl`` must equal the file name)."""
+    out = {}
+    for path in sorted(IMPLS_DIR.glob("*.json")):
+        data = _read(path)
+        validate(data, impl_schema(path.stem), str(path))
+        _check_rows(data, str(path))
+        out[path.stem] = ImplFindings(data["impl"], data["package"],
+                                      tuple(_entry(x) for x in data["expected_failures"]), str(path))
+    return out
+
+
+def _check_rows(data: dict[str, Any], source: str) -> None:
+    """Implementation-level checks live on the ``(implementation)`` row only, family checks never do."""
+    for i, x in enumerate(data["expected_failures"]):
+        models = x.get("models") or []
+        if x["check"] in IMPL_CHECKS and any(m != IMPL_ROW for m in models):
+            raise ValueError(f"{source}: expected_failures[{i}].models: check {x['check']!r} is implementation-level; "
+                             f"its only row is {IMPL_ROW!r} (leave models empty)")
+        if x["check"] in CHECKS and IMPL_ROW in models:
+            raise ValueError(f"{source}: expected_failures[{i}].models: {IMPL_ROW!r} has no per-family check "
+                             f"{x['check']!r} (implementation-level checks: {', '.join(IMPL_CHECKS)})")
+        if x["check"] in CHECKS:  # family checks run over the corpus: a fixture must be a corpus id
+            validate(x.get("fixtures", []), FIXTURE_LIST, source, f"expected_failures[{i}].fixtures")
+
+
+def expected_failure_for(model_label: str, model_id: str, check: str, fixture: str | None,
+                         impl_names: Sequence[str]) -> ExpectedFailure | None:
+    """The recorded expected failure of one case, or None.
+
+    Looks in each implementation's findings file (``impl_names`` in order: the active implementation,
+    then the one it derives from), then in the model's family record (entries without ``impl`` apply to
+    every implementation). ``model_label`` is ``id`` or ``id@collate``; impl entries naming the plain id
+    cover its variants. Implementation-level cells use ``model_label == model_id == IMPL_ROW``.
+    """
+    findings = load_impl_findings()
+    for name in impl_names:
+        record = findings.get(name)
+        hit = next((x for x in record.expected_failures if x.matches(check, fixture, impl_names, model_label, model_id)),
+                   None) if record else None
+        if hit is not None:
+            return hit
+    spec = load_registry().get(model_id)
+    return spec.expected_failure(check, fixture, impl_names) if spec is not None else None
 
 
 def closest_ids(model_id: str, n: int = 3) -> list[str]:
@@ -120,6 +407,11 @@ def closest_ids(model_id: str, n: int = 3) -> list[str]:
     # prefix matches first: 'Qwen/Qwen2.5-VL-3B' -> 'Qwen/Qwen2.5-VL-3B-Instruct'
     prefix = [i for i in ids if i.lower().startswith(model_id.lower())]
     return list(dict.fromkeys(prefix + hits))[:n]
+
+
+def closest_check(name: str) -> str | None:
+    """The nearest valid check name (family or implementation-level), for error messages."""
+    return closest(name, (*CHECKS, *IMPL_CHECKS))
 
 
 def adhoc_spec(model_id: str, processor: Any) -> FamilySpec:

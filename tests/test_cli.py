@@ -119,6 +119,17 @@ def test_families_json():
     qwen = next(r for r in rows if r["model_id"] == QWEN)
     assert qwen["fixture_class"] in {"REAL", "DERIVED", "SYNTHETIC", "NO-DATA"}
     assert "labels" in qwen["checks"]
+    xfails = [x for r in rows for x in r["expected_failures"]]
+    assert xfails and all({"check", "fixtures", "reason", "link", "impl"} <= set(x) for x in xfails)
+
+
+def test_families_lists_the_implementation_findings_files():
+    from conformance.registry import load_impl_findings
+
+    code, out = run_cli("families")
+    assert code == 0
+    for name, found in load_impl_findings().items():
+        assert f"findings for {name} ({found.package}): {len(found.expected_failures)} expected failure(s)" in out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,11 +1,20 @@
-"""The conformance plugin's command line: model selection, suggestions, listing, offline default."""
+"""The conformance plugin: command line (model selection, suggestions, listing, offline default), the
+implementation lineage and missing-dependency rules (conformance/impl.py), and implementation-level cells
+end to end (evidence, per-implementation xfails, XPASS, environment problems)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
+
+from conformance import impl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +70,184 @@ def _write_tmp(code: str) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(code)
     return path
+
+
+# --------------------------------------------------------------------------------------------------
+# implementation lineage and missing dependencies (conformance/impl.py)
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def keep_impl(monkeypatch):
+    """Restore the active implementation after a test that activates another."""
+    monkeypatch.setattr(impl, "_ACTIVE", dict(impl._ACTIVE))
+
+
+def _package(root: Path, name: str, files: dict[str, str]) -> None:
+    (root / name).mkdir()
+    for file, text in files.items():
+        (root / name / file).write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def test_names_follow_the_base_declared_by_a_package_above(tmp_path, monkeypatch, keep_impl):
+    _package(tmp_path, "probe_lineage", {
+        "__init__.py": 'VLMSPEC_IMPL_BASE = "vlmspec"\n',
+        "variant.py": "from conformance.impl import BUILTIN\nVLMSPEC_IMPL = dict(BUILTIN['vlmspec'])\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    impl.activate("probe_lineage.variant")
+    assert impl.names() == ["probe_lineage.variant", "vlmspec"]
+    impl.activate("vlmspec")
+    assert impl.names() == ["vlmspec"]
+
+
+def test_module_that_needs_an_absent_package_is_an_environment_problem(tmp_path, monkeypatch, keep_impl):
+    _package(tmp_path, "probe_dep", {
+        "__init__.py": "VLMSPEC_IMPL = {'collate_fns': 'probe_dep.collate', 'fake_image': 'probe_dep.absent'}\n",
+        "collate.py": "import zz_vlmspec_absent_probe  # noqa: F401\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    impl.activate("probe_dep")
+    with pytest.raises(impl.MissingDependency, match="needs the package `zz-vlmspec-absent-probe`"):
+        impl.module("collate_fns")
+    with pytest.raises(impl.NotImplementedInImpl, match="probe_dep.absent does not import"):
+        impl.module("fake_image")  # the implementation's own module is missing: a verdict
+
+
+def test_mutants_derive_from_vlmspec():
+    text = (ROOT / "tests" / "mutants" / "__init__.py").read_text(encoding="utf-8")
+    assert '\nVLMSPEC_IMPL_BASE = "vlmspec"\n' in text
+
+
+def test_an_absent_builtin_implementation_is_a_usage_error(keep_impl):
+    if importlib.util.find_spec("nemo_automodel") is not None:
+        pytest.skip("nemo_automodel is installed here")
+    with pytest.raises(ValueError, match=r"not installed .*pip install nemo-automodel"):
+        impl.activate("nemo_automodel")
+
+
+def _raise_in_vlmspec(source: str) -> BaseException:
+    """The exception ``source`` raises, from a frame whose file lies in vlmspec (the active implementation)."""
+    import vlmspec
+
+    filename = str(Path(vlmspec.__file__).parent / "_probe_frame.py")
+    try:
+        exec(compile(source, filename, "exec"), {})
+    except BaseException as exc:  # noqa: BLE001
+        return exc
+    raise AssertionError("source did not raise")
+
+
+@pytest.mark.parametrize("source, module, package, hint", [
+    ("import zz_vlmspec_absent_probe", "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
+    ("import zz_vlmspec_absent_probe.sub", "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
+    ("raise ImportError('qwen_omni_utils is required for qwen3_omni_collate_fn. Install it with: "
+     "pip install nemo-automodel[vlm-media]')", "qwen_omni_utils", "qwen-omni-utils", "pip install nemo-automodel[vlm-media]"),
+    ("try:\n    import zz_vlmspec_absent_probe\nexcept ImportError as e:\n    raise RuntimeError('wrapped') from e",
+     "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
+])
+def test_missing_dependency_of_the_implementation(source, module, package, hint):
+    found = impl.missing_dependency(_raise_in_vlmspec(source))
+    assert found == impl.Dependency(module, package, hint)
+    assert f"needs the package `{package}` (module `{module}`): pip install {package}" in found.message
+
+
+@pytest.mark.parametrize("source", [
+    "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')",     # the harness's own module
+    "raise ModuleNotFoundError(\"No module named 'vlmspec.x'\", name='vlmspec.x')",  # the implementation's own
+    "raise ModuleNotFoundError(\"No module named 'json'\", name='json')",       # importable: not missing
+    "raise ImportError('cannot do this')",                                      # no module named
+    "raise KeyError('audio')",
+])
+def test_not_a_missing_dependency(source):
+    assert impl.missing_dependency(_raise_in_vlmspec(source)) is None
+
+
+def test_import_error_outside_the_implementation_is_not_an_environment_problem():
+    try:
+        import zz_vlmspec_absent_probe  # noqa: F401
+    except ImportError as exc:
+        assert impl.missing_dependency(exc) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# cells end to end: evidence, per-implementation xfails, XPASS, env (a probe implementation in tmp)
+# --------------------------------------------------------------------------------------------------
+_CELLS = '''
+import pytest
+
+from conformance.checks import CheckFailure
+from probe_impl import needs
+
+CASES = ["pass_case", "check_fails", "known_bug", "fixed_bug", "needs_module", "needs_guard"]
+
+
+@pytest.mark.vlmspec_cell(model="(implementation)", check="api")
+@pytest.mark.parametrize("case", CASES)
+def test_cell(case):
+    if case == "check_fails":
+        raise CheckFailure("[probe | check api] documented name missing: probe_fn")
+    if case == "known_bug":
+        raise KeyError("audio")
+    if case == "needs_module":
+        needs.load()
+    if case == "needs_guard":
+        needs.guarded()
+'''
+
+
+def _probe_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    if not (tmp_path / "probe_impl").exists():
+        _package(tmp_path, "probe_impl", {
+            "__init__.py": "from conformance.impl import BUILTIN\nVLMSPEC_IMPL = dict(BUILTIN['vlmspec'])\n"
+                           "VLMSPEC_IMPL_BASE = 'vlmspec'\n",
+            "needs.py": "def load():\n    import zz_vlmspec_absent_probe  # noqa: F401\n\n\n"
+                        "def guarded():\n    raise ImportError('zz_vlmspec_absent_guard is required for guarded(). '\n"
+                        "                      'Install it with: pip install probe[extra]')\n"})
+        (tmp_path / "test_cells.py").write_text(_CELLS, encoding="utf-8")
+        (tmp_path / "impls").mkdir()
+        entry = {"check": "api", "reason": "{} deviation", "link": "docs/findings.md#probe"}
+        for name, case in (("vlmspec", "known_bug"), ("probe_impl", "fixed_bug")):
+            data = {"impl": name, "package": f"{name}==1", "expected_failures": [
+                {**entry, "fixtures": [case], "reason": f"{case} deviation"}]}
+            (tmp_path / "impls" / f"{name}.json").write_text(json.dumps(data), encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "pytest", "test_cells.py", "-p", "no:cacheprovider", "--impl", "probe_impl",
+                          "--conformance-report", str(tmp_path / "rep"), *args], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path),
+                                                      "VLMSPEC_IMPLS_DIR": str(tmp_path / "impls")})
+    return out, json.loads((tmp_path / "rep" / "conformance-report.json").read_text())
+
+
+def test_implementation_cells_carry_evidence_xfails_xpass_and_env(tmp_path):
+    out, report = _probe_run(tmp_path)
+    assert out.returncode == 1, out.stdout[-3000:]  # check_fails and the XPASS of fixed_bug
+    assert report["implementation_lineage"] == ["probe_impl", "vlmspec"]
+    cell = report["models"]["(implementation)"]["checks"]["api"]
+    by_case = {r["case"]: r for r in cell["results"]}
+    assert {c: r["outcome"] for c, r in by_case.items()} == {
+        "pass_case": "passed", "check_fails": "failed", "known_bug": "xfailed", "fixed_bug": "xpassed",
+        "needs_module": "env", "needs_guard": "env"}
+    assert cell["text"] == "FAIL 2/6"
+    assert by_case["check_fails"]["evidence"] == "[probe | check api] documented name missing: probe_fn"
+    known = by_case["known_bug"]
+    assert (known["reason"], known["link"]) == ("known_bug deviation", "docs/findings.md#probe")  # from the base's file
+    assert known["evidence"].startswith("KeyError: 'audio'\n  at test_cells.py:")
+    assert by_case["fixed_bug"]["reason"] == "fixed_bug deviation" and "XPASS" in by_case["fixed_bug"]["evidence"]
+    environment = report["models"]["(implementation)"]["environment"]
+    assert any("`zz-vlmspec-absent-probe` (module `zz_vlmspec_absent_probe`)" in e for e in environment)
+    assert any("its own hint: pip install probe[extra]" in e for e in environment)
+    assert "(implementation) · api: FAIL 2/6: [probe | check api] documented name missing: probe_fn" in out.stdout
+    md = (tmp_path / "rep" / "conformance-report.md").read_text()
+    assert "## Failures and findings" in md and "recorded reason: known_bug deviation" in md
+
+
+def test_environment_problems_do_not_fail_the_run(tmp_path):
+    out, report = _probe_run(tmp_path, "-k", "pass_case or known_bug or needs_module")
+    assert out.returncode == 0, out.stdout[-3000:]
+    cell = report["models"]["(implementation)"]["checks"]["api"]
+    assert cell["status"] == "env" and cell["text"] == "env 1/3"
+    assert "(implementation): environment: the implementation needs the package `zz-vlmspec-absent-probe`" in out.stdout
+
+
+def test_unknown_cell_check_is_a_usage_error(tmp_path):
+    (tmp_path / "test_bad.py").write_text(
+        "import pytest\n\n@pytest.mark.vlmspec_cell(model='(implementation)', check='robustnes')\ndef test_x():\n    pass\n")
+    out = subprocess.run([sys.executable, "-m", "pytest", "test_bad.py", "-p", "no:cacheprovider", "--collect-only"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 4 and "did you mean 'robustness'" in out.stderr
