@@ -13,7 +13,7 @@ import torch
 
 from ..checks import CheckFailure
 from ..registry import FamilySpec
-from .batches import collated, describe_error, media_chunks, prepare, present_media, wrapped_collate
+from .batches import collated, describe_error, fallback_note, media_chunks, prepare, present_media, wrapped_collate
 from .spec import (COUNT_KEYS, GRID, fixture_ids, image_token_id, pp_api, pp_record, raise_all, shape,
                    tokens_per_image, where)
 
@@ -26,7 +26,7 @@ def check_chunking(spec: FamilySpec) -> None:
     """Every (B, n) of ``GRID``; one failure lists every broken microbatch."""
     problems = [p for batch_size, n in GRID for p in chunking_problems(spec, batch_size, n)]
     problems += wrap_problems(spec, *WRAP_CASE)
-    raise_all(problems, "PP media chunking failure(s)")
+    raise_all(fallback_note(spec) + problems if problems else [], "PP media chunking failure(s)")
 
 
 def chunking_problems(spec: FamilySpec, batch_size: int, n: int) -> list[str]:

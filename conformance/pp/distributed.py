@@ -22,7 +22,7 @@ from .. import impl
 from ..checks import IGNORE, CheckFailure, header
 from ..fake_checks import model_inputs
 from ..registry import FamilySpec
-from .batches import collated, microbatch_inputs, stage_inputs, supervised_loss
+from .batches import collated, fallback_note, microbatch_inputs, stage_inputs, supervised_loss
 from .spec import fixture_ids, layers_per_stage, raise_all
 from .staged import skip_if_declared_unsupported, tiny_model, torch_threads
 from .worker import DIST_THREADS, rank_main
@@ -125,7 +125,7 @@ def check_distributed(spec: FamilySpec, group: PipelineGroup) -> None:
     except CheckFailure as exc:
         problems = [str(exc)]
     skip_if_declared_unsupported(spec, "pp_distributed", problems)
-    raise_all(problems, "distributed pipeline mismatch(es)")
+    raise_all(fallback_note(spec) + problems if problems else [], "distributed pipeline mismatch(es)")
 
 
 def _distributed_problems(spec: FamilySpec, group: PipelineGroup) -> list[str]:

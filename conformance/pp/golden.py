@@ -12,7 +12,7 @@ from ..checks import CheckFailure
 from ..loading import fixture_class
 from ..registry import FamilySpec
 from .batches import collated, describe_error, media_chunks, prepare, present_media
-from .spec import GRID, STAGE_COUNTS, fixture_ids, shape, tokens_per_image
+from .spec import COUNT_KEYS, GRID, STAGE_COUNTS, fixture_ids, shape, tokens_per_image
 from .staged import stages_for
 
 _SMALL = ("image_grid_thw", "image_sizes", "n_images_per_sample", "video_grid_thw", "n_videos_per_sample", "num_local_patches")
@@ -40,10 +40,20 @@ def golden_record(spec: FamilySpec) -> dict[str, Any]:
             record["media_chunks"][f"B={batch_size} n={n}"] = [f"prepare_vlm_media_for_pp raised {describe_error(exc)}"]
             continue
         record["media_chunks"][f"B={batch_size} n={n}"] = [
-            f"k={k} samples {rows[k].tolist()}: " + _chunk_summary(spec, chunk) for k, chunk in enumerate(chunks)]
+            f"k={k} samples {rows[k].tolist()}: " + _chunk_summary(spec, _with_counts(chunk, sub, n, k))
+            for k, chunk in enumerate(chunks)]
     for n_stages in STAGE_COUNTS:
         record["stages"][f"K={n_stages}"] = [_stage_summary(stage) for stage in stages_for(spec, n_stages)]
     return record
+
+
+def _with_counts(chunk: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], n: int, k: int) -> dict[str, torch.Tensor]:
+    """The chunk, with the per-sample counts of microbatch ``k`` where the implementation carries none:
+    counts are bookkeeping the pages do not require in a chunk, so their absence is no golden difference."""
+    if not chunk:
+        return chunk
+    missing = {key: torch.tensor_split(batch[key], n)[k] for key in COUNT_KEYS if key not in chunk and key in batch}
+    return {**chunk, **missing} if missing else chunk
 
 
 def _chunk_summary(spec: FamilySpec, chunk: dict[str, torch.Tensor]) -> str:

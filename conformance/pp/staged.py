@@ -22,7 +22,7 @@ from ..checks import IGNORE, header
 from ..fake_checks import model_inputs
 from ..loading import load_tiny_model
 from ..registry import FamilySpec
-from .batches import (PipelineHandle, PipelineInfo, collated, describe_error, microbatches, prepare, stage_inputs,
+from .batches import (PipelineHandle, PipelineInfo, collated, describe_error, fallback_note, microbatches, prepare, stage_inputs,
                       staged_media, supervised_loss)
 from .spec import ATOL, GRID, STAGE_COUNTS, fixture_ids, layers_per_stage, pp_api, raise_all, uses_mrope, where
 from .split import split_stages, untied
@@ -195,7 +195,7 @@ def check_staged_forward(spec: FamilySpec) -> None:
     with torch_threads(fair_threads()):
         problems = _staged_grid(spec)
     skip_if_declared_unsupported(spec, "pp_staged_forward", problems)
-    raise_all(problems, "staged-forward mismatch(es)")
+    raise_all(fallback_note(spec) + problems if problems else [], "staged-forward mismatch(es)")
 
 
 def _staged_grid(spec: FamilySpec) -> list[str]:
