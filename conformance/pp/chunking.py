@@ -1,6 +1,6 @@
 """Check ``pp_chunking``: media chunk k holds exactly the media of ``torch.tensor_split`` text microbatch k.
 
-For every (B, n) of ``GRID`` the batch goes through the implementation's ``prepare_vlm_media_for_pp``;
+For every (B, n) of ``GRID``, over the family's chunking fixtures and over ``IMAGE_FIXTURES``, the batch goes through the implementation's ``prepare_vlm_media_for_pp``;
 its chunks must concatenate back to the batch's media, hold as many images as the microbatch's samples
 own, and yield exactly the microbatch's placeholder tokens by the record's own arithmetic. Where the
 batch has an image grid, ``chunk_vlm_media`` must agree; once per family, ``wrap_vlm_collate_for_pp``
@@ -14,7 +14,7 @@ import torch
 from ..checks import CheckFailure
 from ..registry import FamilySpec
 from .batches import collated, describe_error, fallback_note, media_chunks, prepare, present_media, wrapped_collate
-from .spec import (COUNT_KEYS, GRID, fixture_ids, image_token_id, pp_api, pp_record, raise_all, shape,
+from .spec import (COUNT_KEYS, GRID, IMAGE_FIXTURES, fixture_ids, image_token_id, pp_api, pp_record, raise_all, shape,
                    tokens_per_image, where)
 
 _GRID_KEYS = ("image_grid_thw", "image_grid_hws", "image_grid_hw", "image_sizes", "image_position_ids")
@@ -24,14 +24,17 @@ WRAP_CASE = (3, 2)
 
 def check_chunking(spec: FamilySpec) -> None:
     """Every (B, n) of ``GRID``; one failure lists every broken microbatch."""
-    problems = [p for batch_size, n in GRID for p in chunking_problems(spec, batch_size, n)]
+    problems = [p for fixtures in (None, IMAGE_FIXTURES) for batch_size, n in GRID
+                for p in chunking_problems(spec, batch_size, n, fixtures)]
     problems += wrap_problems(spec, *WRAP_CASE)
     raise_all(fallback_note(spec) + problems if problems else [], "PP media chunking failure(s)")
 
 
-def chunking_problems(spec: FamilySpec, batch_size: int, n: int) -> list[str]:
-    """Media chunks reassemble the batch's media exactly and chunk k feeds exactly text microbatch k."""
-    ids = fixture_ids(spec, batch_size)
+def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple[str, ...] | None = None) -> list[str]:
+    """Media chunks reassemble the batch's media exactly and chunk k feeds exactly text microbatch k.
+
+    The batch is the first ``batch_size`` of ``fixtures`` (default: the family's chunking fixtures)."""
+    ids = fixture_ids(spec, batch_size) if fixtures is None else fixtures[:batch_size]
     batch = collated(spec, ids)
     at = lambda k=None: where(spec, "pp_chunking", ids, batch_size, n, k)  # noqa: E731
     try:

@@ -47,6 +47,10 @@ GRID: tuple[tuple[int, int], ...] = tuple((b, n) for b in range(1, 6) for n in r
 STAGE_COUNTS = (2, 3)
 ATOL = 1e-5  # fp32 round-off: the staged model computes the same function as the unsplit one
 DEFAULT_FIXTURES = ("single_turn_image", "text_only_plain", "two_images_one_turn", "multi_turn_text", "wide_image")
+IMAGE_FIXTURES = ("single_turn_image", "wide_image", "two_images_one_turn", "image_grayscale", "image_in_second_turn")
+"""A second chunking batch in which every sample owns media: with text-only samples in the batch, a
+``torch.chunk``-style split can land on the same images as ``torch.tensor_split`` by luck (B=4, n=3 over
+DEFAULT_FIXTURES differs only in a sample without images)."""
 MEDIA_KEYS = ("pixel_values", "image_pixel_values", "image_attention_mask", "image_grid_thw", "image_grid_hws",
               "image_grid_hw", "image_sizes", "image_position_ids", "n_images_per_sample", "pixel_values_videos",
               "video_grid_thw", "n_videos_per_sample", "pixel_values_local", "num_local_patches")
