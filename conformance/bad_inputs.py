@@ -10,6 +10,26 @@ so a keyword call is the form every conforming implementation accepts — and th
 - ``"ok": {...}``: handled as documented (e.g. an RGBA image is converted to RGB: ``_ensure_rgb``); the
   batch must satisfy the label contract and carry the given number of images per sample.
 
+A ``raises`` case may also carry ``"page_allows"``: another outcome that the function's API page permits
+for this very input, with the page's words (``"page"``). The error is then not the only pass: the
+documented handling counts too. Outcomes (``"outcome"``), each judged strictly by the runner:
+
+- ``"noop"``: returns normally and every input is unchanged — without the ``DOCUMENTED_IN_PLACE``
+  exemption, since the documented effect on this input is empty; with ``"returns_arg": name``, the
+  return value must equal that argument;
+- ``"batch"``: returns a batch that satisfies the label contract (as an ``ok`` case);
+- ``"fake_image_conversation"``: returns a new conversation whose first user message holds one fake
+  image (the page's 56x56 white image) besides its own content, every other message unchanged (a
+  conversation without a user message gets one user message holding only the fake image);
+- ``"deferred"``: returns a callable (the page's return type) that raises the case's error — same
+  type, same ``match`` — when first called with ``"args"`` (positional, built like ``kwargs``).
+
+The conformance check (``conformance/test_robustness.py``) accepts these outcomes; vlmspec's own unit
+test (``tests/test_bad_inputs.py``) does not: vlmspec keeps raising the error.
+
+A case with ``"then": {"args": [...]}`` judges the callable its function returns: the runner calls it
+with ``args`` (positional), and ``raises``/``ok`` apply to that call.
+
 In every case the inputs must be unchanged afterwards (deep comparison; PIL images by pixels).
 
 Values are literals; a dict with a single ``$``-key is built by the runner:
@@ -107,6 +127,14 @@ def ok(n_images: list[int] | None = None) -> dict:
     return {"ok": {"n_images_per_sample": n_images}}
 
 
+PAGE_OUTCOMES = ("noop", "batch", "fake_image_conversation", "deferred")
+
+
+def page_allows(outcome: str, page: str, **details: Any) -> dict:
+    """Besides the error, the outcome the function's page permits for this input (``page``: its words)."""
+    return {"page_allows": {"outcome": outcome, "page": page, **details}}
+
+
 D = "default_collate_fn"
 S1 = "sample 1"
 _M1 = "conversation[1]"  # the user message of conv()
@@ -115,6 +143,33 @@ PP = "pp_media"
 PL = "pipelining"
 FI = "fake_image"
 CF = "collate_fns"
+
+
+# The pages' words for the outcomes they permit besides the error (``page_allows``).
+_OMNI_PAGE = ("nemotron_omni_collate_fn(examples, processor, max_length: Optional[int] = None, max_video_frames: int = 8): "
+              "'Collate for NemotronOmni (image / video / audio). Defers <image>/<video>/<audio> placeholder expansion "
+              "to the processor; the collate only gathers media into processor kwargs, pads, builds labels, and stacks "
+              "tensors.' No range is given for max_video_frames, and this batch has no video for it to limit.")
+_INJECT_PAGE = ("inject_fake_image_into_conversation: 'Inject a fake image into a single conversation's first user "
+                "message. Returns a deep-copied conversation so the original is never mutated.' Module: 'inject a tiny "
+                "(56x56) white image into pure-text samples ... labels = -100 (automatic, because the fake image lives "
+                "in a *user* message, never an assistant turn)'.")
+_MASK_BATCH_PAGE = ("mask_fake_vision_tokens_batch: 'Mask vision tokens in specified batch samples (2D tensors). Sets "
+                    "attention_mask = 0 for every vision token in the given sample_indices of the batch.' Here no sample "
+                    "index is given, the batch has no attention_mask and ids [1, 2] hold no vision token: nothing to set.")
+_MASK_SINGLE_PAGE = ("mask_fake_vision_tokens_single: 'Sets attention_mask = 0 for every vision token in sample_dict.' "
+                     "Here sample_dict has no attention_mask and ids [1, 2] hold no vision token: nothing to set.")
+_WRAP_PAGE = ("wrap_vlm_collate_for_pp(collate_fn, n_microbatches) -> Callable[[Any], MutableMapping[str, Any]]: "
+              "'Wrap a VLM collate function so it prepares media tensors for PP.' The preparation (and so the check "
+              "of n_microbatches) may happen when the wrapper runs; prepare_vlm_media_for_pp is the documented step.")
+_GEMMA4_INJECT_PAGE = ("gemma4_inject_thinking_prefix(batch, processor): 'Inject Gemma4's thinking-channel prefix after "
+                       "every assistant turn marker. ... Safe no-op for non-Gemma4 tokenizers.' The processor here is "
+                       "Qwen2.5-VL's.")
+# make_robust_collate: 'Wrap collate_fn so that on failure the entire batch is re-sampled.' max_retries: 'Maximum
+# number of retry attempts.' A retry is an attempt after a failure: with 0 retries the wrapper still makes its first
+# attempt, and returns what collate_fn returns.
+_TOKENIZED_BATCH = {"input_ids": {"$tensor": [[5, 6, 7]]}, "attention_mask": {"$tensor": [[1, 1, 1]]},
+                    "labels": {"$tensor": [[6, 7, -100]]}}
 
 
 def _media_batch(**extra: Any) -> dict:
@@ -177,7 +232,7 @@ CASES: list[dict] = [
     {"id": "llava_ov_extreme_aspect", **collate("llava_onevision_collate_fn", {"$processor": "llava_onevision"}, batch_with(conv(image(10000, 10)))), **raises("ValueError", S1, "'conversation'", "aspect ratio")},
     {"id": "llava_ov_rgba", **collate("llava_onevision_collate_fn", {"$processor": "llava_onevision"}, batch_with(conv(image(64, 40, "RGBA")))), **ok([0, 1])},
     {"id": "nemotron_omni_extreme_aspect", **collate("nemotron_omni_collate_fn", {"$processor": "nemotron_omni"}, batch_with(conv(image(10000, 10)))), **raises("ValueError", S1, "'conversation'")},
-    {"id": "nemotron_omni_max_video_frames_0", **collate("nemotron_omni_collate_fn", {"$processor": "nemotron_omni"}, [good()], max_video_frames=0), **raises("ValueError", "max_video_frames")},
+    {"id": "nemotron_omni_max_video_frames_0", **collate("nemotron_omni_collate_fn", {"$processor": "nemotron_omni"}, [good()], max_video_frames=0), **raises("ValueError", "max_video_frames"), **page_allows("batch", _OMNI_PAGE, n_images_per_sample=None)},
     {"id": "nemotron_omni_audio_missing", **collate("nemotron_omni_collate_fn", {"$processor": "nemotron_omni"}, batch_with(conv({"type": "audio", "audio": {"$file": "missing.wav"}}))), **raises("ValueError", S1, f"{_M1}.content[0].audio", "does not exist")},
     {"id": "nemotron_parse_two_images", **collate("nemotron_parse_collate_fn", {"$processor": "nemotron_parse"}, [{"conversation": conv(image())}, {"conversation": conv(image(), image())}]), **raises("ValueError", S1, "one page image", "got 2")},
     {"id": "nemotron_parse_image_not_an_image", **collate("nemotron_parse_collate_fn", {"$processor": "nemotron_parse"}, [{"conversation": conv(image())}, {"conversation": conv({"type": "image", "image": 3.5})}]), **raises("TypeError", S1, f"{_M1}.content[0].image")},
@@ -195,19 +250,20 @@ CASES: list[dict] = [
     {"id": "packed_empty", **call(f"{CF}:neat_packed_vlm_collater", batch=[]), **raises("ValueError", "empty batch")},
     {"id": "robust_negative_retries", **call(f"{CF}:make_robust_collate", dataset=[good()], collate_fn=QWEN, max_retries=-1), **raises("ValueError", "max_retries")},
     {"id": "robust_collate_not_callable", **call(f"{CF}:make_robust_collate", dataset=[good()], collate_fn=None), **raises("TypeError", "collate_fn")},
+    {"id": "robust_zero_retries_one_attempt", **call(f"{CF}:make_robust_collate", dataset=[good()], collate_fn={"$callable": "identity"}, max_retries=0), "then": {"args": [_TOKENIZED_BATCH]}, **ok()},
     {"id": "build_labels_rows_mismatch", **call(f"{CF}:build_labels", input_ids_batch={"$tensor": [[1, 2, 3]]}, conversations=[conv(), conv()], processor=QWEN), **raises("ValueError", "conversations", "2 entries", "1 rows")},
     {"id": "build_labels_from_template_list_ids", **call(f"{CF}:build_labels_from_template", input_ids_batch=[[1, 2, 3]], conversations=[conv()], processor=QWEN), **raises("TypeError", "input_ids_batch", "list")},
     {"id": "build_labels_from_template_1d_ids", **call(f"{CF}:build_labels_from_template", input_ids_batch={"$tensor": [1, 2, 3]}, conversations=[conv()], processor=QWEN), **raises("ValueError", "input_ids_batch", "[B, L]")},
-    {"id": "gemma4_inject_without_input_ids", **call(f"{CF}:gemma4_inject_thinking_prefix", batch={"attention_mask": {"$tensor": [[1, 1]]}}, processor=QWEN), **raises("ValueError", "'input_ids'", "missing")},
+    {"id": "gemma4_inject_without_input_ids", **call(f"{CF}:gemma4_inject_thinking_prefix", batch={"attention_mask": {"$tensor": [[1, 1]]}}, processor=QWEN), **raises("ValueError", "'input_ids'", "missing"), **page_allows("noop", _GEMMA4_INJECT_PAGE, returns_arg="batch")},
     # ------------------------------------------------------------ fake image
     {"id": "inject_conversation_not_a_list", **call(f"{FI}:inject_fake_image_into_conversation", conversation="hello"), **raises("TypeError", "conversation", "str")},
-    {"id": "inject_no_user_message", **call(f"{FI}:inject_fake_image_into_conversation", conversation=[{"role": "assistant", "content": "x"}]), **raises("ValueError", "no user message")},
-    {"id": "inject_none_content", **call(f"{FI}:inject_fake_image_into_conversation", conversation=[{"role": "system", "content": "s"}, {"role": "user", "content": None}]), **raises("ValueError", "message 1", "'content'", "None")},
+    {"id": "inject_no_user_message", **call(f"{FI}:inject_fake_image_into_conversation", conversation=[{"role": "assistant", "content": "x"}]), **raises("ValueError", "no user message"), **page_allows("fake_image_conversation", _INJECT_PAGE)},
+    {"id": "inject_none_content", **call(f"{FI}:inject_fake_image_into_conversation", conversation=[{"role": "system", "content": "s"}, {"role": "user", "content": None}]), **raises("ValueError", "message 1", "'content'", "None"), **page_allows("fake_image_conversation", _INJECT_PAGE)},
     {"id": "mask_batch_index_out_of_range", **call(f"{FI}:mask_fake_vision_tokens_batch", batch={"input_ids": {"$tensor": [[1, 2]]}, "attention_mask": {"$tensor": [[1, 1]]}}, processor=QWEN, sample_indices=[3]), **raises("ValueError", "sample index 3", "batch of 1")},
     {"id": "mask_batch_without_input_ids", **call(f"{FI}:mask_fake_vision_tokens_batch", batch={"attention_mask": {"$tensor": [[1, 1]]}}, processor=QWEN, sample_indices=[0]), **raises("ValueError", "'input_ids'", "missing")},
     {"id": "mask_batch_attention_mask_shape", **call(f"{FI}:mask_fake_vision_tokens_batch", batch={"input_ids": {"$tensor": [[1, 2]]}, "attention_mask": {"$tensor": [[1, 1, 1]]}}, processor=QWEN, sample_indices=[0]), **raises("ValueError", "'attention_mask'", "(1, 3)", "(1, 2)")},
-    {"id": "mask_batch_indices_not_ints", **call(f"{FI}:mask_fake_vision_tokens_batch", batch={"input_ids": {"$tensor": [[1, 2]]}}, processor=QWEN, sample_indices=None), **raises("TypeError", "sample_indices")},
-    {"id": "mask_single_input_ids_not_tensor", **call(f"{FI}:mask_fake_vision_tokens_single", sample_dict={"input_ids": [1, 2]}, processor=QWEN), **raises("TypeError", "'input_ids'", "list")},
+    {"id": "mask_batch_indices_not_ints", **call(f"{FI}:mask_fake_vision_tokens_batch", batch={"input_ids": {"$tensor": [[1, 2]]}}, processor=QWEN, sample_indices=None), **raises("TypeError", "sample_indices"), **page_allows("noop", _MASK_BATCH_PAGE)},
+    {"id": "mask_single_input_ids_not_tensor", **call(f"{FI}:mask_fake_vision_tokens_single", sample_dict={"input_ids": [1, 2]}, processor=QWEN), **raises("TypeError", "'input_ids'", "list"), **page_allows("noop", _MASK_SINGLE_PAGE)},
     # ------------------------------------------------------------ PP media
     {"id": "chunk_n_microbatches_0", **call(f"{PP}:chunk_vlm_media", pixel_values={"$zeros": [8, 4]}, image_grid=GRID2, batch_size=2, n_microbatches=0), **raises("ValueError", "n_microbatches", "got 0")},
     {"id": "chunk_n_microbatches_gt_batch", **call(f"{PP}:chunk_vlm_media", pixel_values={"$zeros": [8, 4]}, image_grid=GRID2, batch_size=2, n_microbatches=3), **raises("ValueError", "n_microbatches=3", "batch_size=2")},
@@ -220,7 +276,7 @@ CASES: list[dict] = [
     {"id": "prepare_batch_not_a_dict", **call(f"{PP}:prepare_vlm_media_for_pp", batch=[1, 2], batch_size=2, n_microbatches=2), **raises("TypeError", "batch", "list")},
     {"id": "stage_batch_none", **call(f"{PP}:stage_vlm_media_for_pp", pp=None, model_parts=[], batch=None), **raises("TypeError", "batch", "NoneType")},
     {"id": "stage_chunks_not_dicts", **call(f"{PP}:stage_vlm_media_for_pp", pp=None, model_parts=[], batch={"_vlm_pp_media_chunks": [1, 2]}), **raises("TypeError", "_vlm_pp_media_chunks")},
-    {"id": "wrap_n_microbatches_0", **call(f"{PP}:wrap_vlm_collate_for_pp", collate_fn={"$callable": "identity"}, n_microbatches=0), **raises("ValueError", "n_microbatches")},
+    {"id": "wrap_n_microbatches_0", **call(f"{PP}:wrap_vlm_collate_for_pp", collate_fn={"$callable": "identity"}, n_microbatches=0), **raises("ValueError", "n_microbatches"), **page_allows("deferred", _WRAP_PAGE, args=[_media_batch()])},
     {"id": "wrap_collate_not_callable", **call(f"{PP}:wrap_vlm_collate_for_pp", collate_fn=None, n_microbatches=2), **raises("TypeError", "collate_fn")},
     {"id": "step3_patch_count_mismatch", **call(f"{PP}:chunk_step3_media", pixel_values={"$zeros": [2, 3, 4, 4]}, batch_size=2, n_microbatches=1, num_patches={"$tensor": [1, 1]}, patch_pixel_values={"$zeros": [3, 3, 2, 2]}), **raises("ValueError", "patch_pixel_values", "num_patches")},
     # ------------------------------------------------------------ pipelining entry points

@@ -4,10 +4,13 @@ The rules: a case that expects an error passes when the documented function rais
 (``ValueError`` or ``TypeError``, not a subclass such as ``UnicodeEncodeError`` or a library's own error)
 with a message containing every ``match`` substring (the sample index and the field, or the argument);
 an ``ok`` case passes when the call returns a batch that satisfies the label contract (labels shifted by
-one, padding ignored, every sample supervised) and carries the expected images. In every case the
-inputs must be unchanged afterwards, compared deeply (PIL images by pixels, tensors by value, modules
-by state and attributes) — except, after a successful call, the arguments the function's page says it
-modifies in place (``DOCUMENTED_IN_PLACE``).
+one, padding ignored, every sample supervised) and carries the expected images. A case whose page
+permits another outcome for that input (``page_allows``: a no-op, a batch, the fake-image conversation,
+or the error deferred to the returned callable's first call) also passes with that outcome, judged as
+strictly as the error. In every case the inputs must be unchanged afterwards, compared deeply (PIL
+images by pixels, tensors by value, modules by state and attributes) — except, after a successful call,
+the arguments the function's page says it modifies in place (``DOCUMENTED_IN_PLACE``; not for a
+``noop`` outcome, whose documented effect on the input is empty).
 
 :func:`run` returns the problems as readable lines (empty when the case passes): exactly what
 happened — returned normally, raised the wrong type, raised with a message lacking the sample or
@@ -212,12 +215,16 @@ def entry(case: dict) -> Callable:
     return impl.get(documented, name)
 
 
-def run(case: dict, tmp_path: Path, check_batch: Callable[[Any], list[str]] | None = None) -> list[str]:
+def run(case: dict, tmp_path: Path, check_batch: Callable[[Any], list[str]] | None = None,
+        page_allowances: bool = True) -> list[str]:
     """Call the case's function by keyword and return its problems (empty: the case passes).
 
     Where a case expects an error and the call returns a context manager (a return form the pages
     allow for staging), the context manager is entered and exited: an implementation may validate
-    there. ``check_batch`` adds an implementation's own rules for ``ok`` cases (returns problem lines).
+    there. A case with ``then`` calls the returned callable with ``then["args"]`` and judges that call.
+    ``check_batch`` adds an implementation's own rules for returned batches (returns problem lines).
+    ``page_allowances=False`` ignores the cases' ``page_allows`` (the error is then the only pass: how
+    vlmspec's own unit test holds vlmspec to its stricter behaviour).
     A missing optional dependency of the implementation is raised as ``impl.MissingDependency``.
     """
     from .bad_inputs import DOCUMENTED_IN_PLACE
@@ -225,34 +232,164 @@ def run(case: dict, tmp_path: Path, check_batch: Callable[[Any], list[str]] | No
     fn = entry(case)
     kwargs = build(case["kwargs"], tmp_path)
     before = snapshot(kwargs)
+    allowed = case.get("page_allows") if page_allowances else None
     problems: list[str] = []
     exempt: tuple[str, ...] = ()
     stage = ""
+    then_inputs: dict[str, Any] = {}
     try:
         result = fn(**kwargs)
+        if "then" in case:
+            stage = " when the returned callable was called"
+            then_inputs = {"<returned callable>(args)": build(case["then"]["args"], tmp_path)}
+            then_before = snapshot(then_inputs)
+            if not callable(result):
+                raise _NotCallable(result)
+            result = result(*then_inputs["<returned callable>(args)"])
         if "raises" in case and _is_context_manager(result):
             stage = " on entering the returned context manager"
             with result:
                 pass
+    except _NotCallable as exc:
+        problems.append(f"returned {type(exc.value).__name__}, not a callable (the page's return type)")
     except Exception as exc:  # noqa: BLE001 - judging the exception is the point
-        dependency = impl.missing_dependency(exc)
-        if dependency is not None:
-            raise impl.MissingDependency(dependency, _raised(exc)) from exc
+        _raise_if_missing_dependency(exc)
         problems += _judge_raised(case, exc, stage)
     else:
-        if "raises" in case:
-            how = " (the returned context manager entered and exited cleanly)" if stage else ""
-            problems.append(f"returned normally (silent pass){how}; expected {case['raises']} naming "
-                            f"{', '.join(map(repr, case['match']))}")
+        if "raises" in case and allowed is not None:
+            outcome_problems, exempt = _judge_allowed(case, allowed, result, kwargs, before, tmp_path, check_batch)
+            if outcome_problems:
+                how = " (the returned context manager entered and exited cleanly)" if stage else ""
+                problems.append(f"returned normally{how}; expected {case['raises']} naming "
+                                f"{', '.join(map(repr, case['match']))}, or what the page allows "
+                                f"({allowed['outcome']}), which does not hold: " + "; ".join(outcome_problems))
         else:
-            problems += batch_problems(result, case["ok"]["n_images_per_sample"])
-            problems += check_batch(result) if check_batch is not None else []
-        exempt = DOCUMENTED_IN_PLACE.get(case["entry"], ())  # a successful call may do what its page says
+            if "raises" in case:
+                how = " (the returned context manager entered and exited cleanly)" if stage else ""
+                problems.append(f"returned normally (silent pass){how}; expected {case['raises']} naming "
+                                f"{', '.join(map(repr, case['match']))}")
+            else:
+                problems += batch_problems(result, case["ok"]["n_images_per_sample"])
+                problems += check_batch(result) if check_batch is not None else []
+            exempt = DOCUMENTED_IN_PLACE.get(case["entry"], ())  # a successful call may do what its page says
     changed = difference({k: v for k, v in kwargs.items() if k not in exempt},
                          {k: v for k, v in before.items() if k not in exempt})
+    if changed is None and then_inputs:
+        changed = difference(then_inputs, then_before)
     if changed is not None:
         problems.append(f"mutated the input: {changed}")
     return problems
+
+
+class _NotCallable(Exception):
+    def __init__(self, value: Any) -> None:
+        super().__init__(type(value).__name__)
+        self.value = value
+
+
+def _raise_if_missing_dependency(exc: BaseException) -> None:
+    dependency = impl.missing_dependency(exc)
+    if dependency is not None:
+        raise impl.MissingDependency(dependency, _raised(exc)) from exc
+
+
+# ---------------------------------------------------------------- outcomes the pages allow (page_allows)
+
+
+def _judge_allowed(case: dict, allowed: dict, result: Any, kwargs: dict[str, Any], before: dict[str, Any],
+                   tmp_path: Path, check_batch: Callable[[Any], list[str]] | None) -> tuple[list[str], tuple[str, ...]]:
+    """How ``result`` misses the page's permitted outcome (empty: it holds), and the in-place exemption."""
+    from .bad_inputs import DOCUMENTED_IN_PLACE
+
+    outcome = allowed["outcome"]
+    if outcome == "noop":  # the documented effect on this input is empty: nothing may change, no exemption
+        name = allowed.get("returns_arg")
+        if name is not None and (diff := difference(result, before[name], f"<returned {name}>")) is not None:
+            return [f"the return value is not the unchanged {name!r}: {diff}"], ()
+        return [], ()
+    if outcome == "batch":
+        found = batch_problems(result, allowed.get("n_images_per_sample"))
+        found += check_batch(result) if check_batch is not None and not found else []
+        return found, DOCUMENTED_IN_PLACE.get(case["entry"], ())
+    if outcome == "fake_image_conversation":
+        (original,) = before.values()
+        return fake_image_conversation_problems(result, original, next(iter(kwargs.values()))), ()
+    if outcome == "deferred":
+        return _deferred_problems(case, allowed, result, tmp_path), ()
+    raise KeyError(f"case {case['id']}: unknown page_allows outcome {outcome!r}")
+
+
+def _deferred_problems(case: dict, allowed: dict, result: Any, tmp_path: Path) -> list[str]:
+    """The returned callable, called with ``allowed["args"]``, must raise the case's error; args unchanged."""
+    if not callable(result):
+        return [f"returned {type(result).__name__}, not a callable that could raise later"]
+    args = build(allowed["args"], tmp_path)
+    args_before = snapshot({"args": args})
+    try:
+        result(*args)
+    except Exception as exc:  # noqa: BLE001
+        _raise_if_missing_dependency(exc)
+        found = _judge_raised(case, exc, " by the returned callable on its first call")
+    else:
+        found = ["the returned callable's first call returned normally too"]
+    if (diff := difference({"args": args}, args_before)) is not None:
+        found.append(f"its first call mutated its argument: {diff}")
+    return found
+
+
+def fake_image_conversation_problems(result: Any, original: Any, passed: Any = None) -> list[str]:
+    """How ``result`` misses the fake-image conversation of ``original`` (see ``conformance/bad_inputs.py``).
+
+    The first user message holds exactly one fake image (a 56x56 white PIL image item) plus its own
+    content (``None`` → nothing, a string → one text item); every other message and key is unchanged;
+    without a user message, one user message holding only the fake image is added. ``passed`` is the
+    caller's object: the result must be a new one (a deep copy).
+    """
+    if not isinstance(result, list):
+        return [f"returned {type(result).__name__}, not a conversation (a list of messages)"]
+    if passed is not None and result is passed:
+        return ["returned the caller's conversation object, not a deep copy"]
+    users = [i for i, m in enumerate(result) if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        return ["returned a conversation without a user message"]
+    first, message = users[0], result[users[0]]
+    content = message.get("content")
+    fakes = [j for j, item in enumerate(content) if _is_fake_image_item(item)] if isinstance(content, list) else []
+    if len(fakes) != 1:
+        return [f"the first user message (message {first}) holds {len(fakes)} fake image item(s) "
+                f"(a 56x56 white image), expected 1: content {_short(repr(content))}"]
+    own = [item for j, item in enumerate(content) if j != fakes[0]]
+    was = [i for i, m in enumerate(original) if isinstance(m, dict) and m.get("role") == "user"]
+    if was:
+        if first != was[0]:
+            return [f"the fake image went to message {first}, not to the first user message {was[0]}"]
+        want_own, want_others = _as_items(original[was[0]].get("content")), original[:was[0]] + original[was[0] + 1:]
+        want_keys = {k: v for k, v in original[was[0]].items() if k != "content"}
+    else:
+        want_own, want_others, want_keys = [], list(original), {"role": "user"}
+    found = []
+    if (diff := difference(result[:first] + result[first + 1:], want_others, "<other messages>")) is not None:
+        found.append(f"changed the other messages: {diff}")
+    if (diff := difference(own, want_own, f"[{first}]['content']")) is not None:
+        found.append(f"changed the user message's own content: {diff}")
+    if (diff := difference({k: v for k, v in message.items() if k != "content"}, want_keys, f"[{first}]")) is not None:
+        found.append(f"changed the user message: {diff}")
+    return found
+
+
+def _is_fake_image_item(item: Any) -> bool:
+    if not (isinstance(item, dict) and item.get("type") == "image" and isinstance(item.get("image"), Image.Image)):
+        return False
+    img = item["image"]
+    return img.size == (56, 56) and img.convert("RGB").getextrema() == ((255, 255),) * 3
+
+
+def _as_items(content: Any) -> list:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content) if isinstance(content, list) else [content]
 
 
 def _is_context_manager(value: Any) -> bool:

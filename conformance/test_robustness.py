@@ -1,8 +1,9 @@
 """The bad-input table (conformance/bad_inputs.py) against the implementation, one case per table entry.
 
 Each case calls a documented function by keyword with a bad input and requires a ``ValueError`` or
-``TypeError`` naming the sample and the field (or the argument), or the documented handling; the inputs
-must be unchanged afterwards. Runs once per run, whatever ``--model`` selects.
+``TypeError`` naming the sample and the field (or the argument), or the documented handling: an ``ok``
+case's batch, or the outcome the function's page permits for that input (a case's ``page_allows``, quoted
+in the table); the inputs must be unchanged afterwards. Runs once per run, whatever ``--model`` selects.
 """
 
 import pytest

@@ -3,7 +3,9 @@ through the conformance runner (conformance/robustness.py): a clear ValueError/T
 sample and field, or the documented handling — and the caller's inputs unchanged, compared deeply.
 
 On top of the conformance rules, vlmspec's own conventions for a returned batch: it carries
-``n_images_per_sample`` and its pixels are bfloat16.
+``n_images_per_sample`` and its pixels are bfloat16. And vlmspec raises the error in every ``raises``
+case: the outcomes a page also permits (``page_allows``, accepted by the conformance check for any
+implementation) do not count here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from conformance import impl, robustness
+from conformance.bad_inputs import PAGE_OUTCOMES
 from tests.bad_inputs import CASES
 
 
@@ -33,7 +36,7 @@ def _vlmspec_batch_rules(want_images: list[int] | None):
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_bad_input(case, tmp_path):
     rules = _vlmspec_batch_rules(case["ok"]["n_images_per_sample"]) if "ok" in case else None
-    problems = robustness.run(case, tmp_path, check_batch=rules)
+    problems = robustness.run(case, tmp_path, check_batch=rules, page_allowances=False)
     assert not problems, "\n".join(problems)
 
 
@@ -43,7 +46,17 @@ def test_table_is_large_and_ids_unique():
     for c in CASES:
         assert ("raises" in c) != ("ok" in c), c["id"]
         assert c.get("raises") in (None, "ValueError", "TypeError"), c["id"]
-        assert set(c) <= {"id", "entry", "kwargs", "raises", "match", "ok"}, c["id"]
+        assert set(c) <= {"id", "entry", "kwargs", "raises", "match", "ok", "page_allows", "then"}, c["id"]
+        if "then" in c:
+            assert set(c["then"]) == {"args"} and isinstance(c["then"]["args"], list), c["id"]
+        if "page_allows" in c:
+            allowed = c["page_allows"]
+            assert "raises" in c, f"{c['id']}: page_allows is an alternative to an error"
+            assert allowed["outcome"] in PAGE_OUTCOMES and len(allowed["page"]) > 40, c["id"]
+            extra = {"noop": {"returns_arg"}, "batch": {"n_images_per_sample"}, "deferred": {"args"}}.get(allowed["outcome"], set())
+            assert set(allowed) - {"outcome", "page"} <= extra, c["id"]
+            assert allowed["outcome"] != "deferred" or isinstance(allowed.get("args"), list), c["id"]
+            assert allowed.get("returns_arg") in (None, *c["kwargs"]), c["id"]
 
 
 def test_cases_call_documented_parameters_by_keyword():
@@ -177,3 +190,141 @@ def test_runner_reports_an_ok_case_that_raises_or_breaks_the_labels(monkeypatch,
         "raised OSError: cannot convert; the documented handling returns a batch"]
     assert _verdict(monkeypatch, tmp_path, unsupervised, expect, examples=[]) == [
         "returned no supervised token for sample(s) [1], whose answers are not empty"]
+
+
+# ---------------------------------------------------------------- outcomes a page allows (page_allows), and "then"
+
+
+def _allowing(outcome: str, **details) -> dict:
+    return {"raises": "ValueError", "match": ["n_microbatches"],
+            "page_allows": {"outcome": outcome, "page": "the page's words", **details}}
+
+
+def test_page_allowance_counts_only_when_asked(monkeypatch, tmp_path):
+    def noop(batch):
+        return None
+
+    expect = _allowing("noop")
+    kwargs = {"batch": {"x": {"$tensor": [1]}}}
+    assert _verdict(monkeypatch, tmp_path, noop, expect, **kwargs) == []
+    monkeypatch.setattr(robustness, "entry", lambda case: noop)
+    strict = robustness.run({"id": "s", "entry": "collate_fns:synthetic", "kwargs": kwargs, **expect}, tmp_path,
+                            page_allowances=False)
+    assert strict == ["returned normally (silent pass); expected ValueError naming 'n_microbatches'"]
+
+
+def test_noop_allowance_forbids_even_a_documented_in_place_change(monkeypatch, tmp_path):
+    def masks(batch, processor, sample_indices):
+        batch["attention_mask"][0] = 0
+
+    got = _verdict(monkeypatch, tmp_path, masks, _allowing("noop"), "fake_image:mask_fake_vision_tokens_batch",
+                   batch={"attention_mask": {"$tensor": [1, 1]}}, processor=None, sample_indices=None)
+    assert got == ["mutated the input: ['batch']['attention_mask']: tensor values changed"]
+
+
+def test_noop_allowance_checks_the_returned_argument(monkeypatch, tmp_path):
+    expect = _allowing("noop", returns_arg="batch")
+    kwargs = {"batch": {"x": {"$tensor": [1]}}, "processor": None}
+    assert _verdict(monkeypatch, tmp_path, lambda batch, processor: batch, expect, **kwargs) == []
+    got = _verdict(monkeypatch, tmp_path, lambda batch, processor: {}, expect, **kwargs)
+    assert len(got) == 1 and "what the page allows (noop), which does not hold" in got[0]
+    assert "the return value is not the unchanged 'batch'" in got[0]
+
+
+def test_batch_allowance_applies_the_label_contract(monkeypatch, tmp_path):
+    def good(examples):
+        ids = torch.tensor([[1, 2, 3]])
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([[2, 3, -100]])}
+
+    def unsupervised(examples):
+        return {**good(examples), "labels": torch.full((1, 3), -100)}
+
+    expect = _allowing("batch", n_images_per_sample=None)
+    assert _verdict(monkeypatch, tmp_path, good, expect, examples=[]) == []
+    got = _verdict(monkeypatch, tmp_path, unsupervised, expect, examples=[])
+    assert len(got) == 1 and got[0].endswith("returned no supervised token for sample(s) [0], whose answers are not empty")
+
+
+def test_deferred_allowance_requires_the_error_on_first_use(monkeypatch, tmp_path):
+    def lazy(collate_fn, n_microbatches):
+        def wrapper(examples):
+            if n_microbatches < 1:
+                raise ValueError(f"n_microbatches must be >= 1, got {n_microbatches}")
+            return collate_fn(examples)
+        return wrapper
+
+    def lazy_and_silent(collate_fn, n_microbatches):
+        return collate_fn
+
+    def lazy_and_mutating(collate_fn, n_microbatches):
+        def wrapper(examples):
+            examples.pop("x")
+            raise ValueError("n_microbatches must be >= 1")
+        return wrapper
+
+    expect = _allowing("deferred", args=[{"x": {"$tensor": [1]}}])
+    kwargs = {"collate_fn": {"$callable": "identity"}, "n_microbatches": 0}
+    assert _verdict(monkeypatch, tmp_path, lazy, expect, **kwargs) == []
+    silent = _verdict(monkeypatch, tmp_path, lazy_and_silent, expect, **kwargs)
+    assert len(silent) == 1 and silent[0].endswith("the returned callable's first call returned normally too")
+    mutating = _verdict(monkeypatch, tmp_path, lazy_and_mutating, expect, **kwargs)
+    assert len(mutating) == 1 and mutating[0].endswith("its first call mutated its argument: ['args'][0]: keys removed ['x']")
+    vague = _allowing("deferred", args=[{"x": 1}])
+    got = _verdict(monkeypatch, tmp_path, lambda collate_fn, n_microbatches: lambda ex: 1 / 0, vague, **kwargs)
+    assert "raised by the returned callable on its first call ZeroDivisionError" in got[0]
+
+
+def test_fake_image_conversation_allowance(monkeypatch, tmp_path):
+    import copy as copy_mod
+
+    from PIL import Image
+
+    fake = {"type": "image", "image": Image.new("RGB", (56, 56), (255, 255, 255))}
+
+    def prepends(conversation):
+        return [{"role": "user", "content": [fake]}] + copy_mod.deepcopy(conversation)
+
+    def fills(conversation):
+        out = copy_mod.deepcopy(conversation)
+        out[1]["content"] = [fake]
+        return out
+
+    def into_assistant(conversation):
+        out = copy_mod.deepcopy(conversation)
+        out[0]["content"] = [fake, {"type": "text", "text": "x"}]
+        return out
+
+    def grey(conversation):
+        return [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (56, 56), 128)}]}] + conversation
+
+    expect = _allowing("fake_image_conversation")
+    no_user = {"conversation": [{"role": "assistant", "content": "x"}]}
+    none_content = {"conversation": [{"role": "system", "content": "s"}, {"role": "user", "content": None}]}
+    assert _verdict(monkeypatch, tmp_path, prepends, expect, **no_user) == []
+    assert _verdict(monkeypatch, tmp_path, fills, expect, **none_content) == []
+    assert "holds 0 fake image item(s)" in _verdict(monkeypatch, tmp_path, grey, expect, **no_user)[0]
+    assert "the fake image went to message 0, not to the first user message 1" in _verdict(
+        monkeypatch, tmp_path, lambda conversation: [{"role": "user", "content": [fake]}, *conversation], expect, **none_content)[0]
+    got = _verdict(monkeypatch, tmp_path, into_assistant, expect, **no_user)
+    assert got and "returned a conversation without a user message" in got[0]
+    assert "not a deep copy" in _verdict(monkeypatch, tmp_path, lambda conversation: conversation, expect, **no_user)[0]
+
+
+def test_then_calls_the_returned_callable(monkeypatch, tmp_path):
+    def wraps(collate_fn, max_retries):
+        return lambda examples: collate_fn(examples)
+
+    def never_calls(collate_fn, max_retries):
+        def wrapper(examples):
+            raise RuntimeError(f"Collate failed after {max_retries} retries. Last error: None")
+        return wrapper
+
+    batch = {"input_ids": {"$tensor": [[1, 2, 3]]}, "attention_mask": {"$tensor": [[1, 1, 1]]}, "labels": {"$tensor": [[2, 3, -100]]}}
+    expect = {"ok": {"n_images_per_sample": None}, "then": {"args": [batch]}}
+    kwargs = {"collate_fn": {"$callable": "identity"}, "max_retries": 0}
+    assert _verdict(monkeypatch, tmp_path, wraps, expect, **kwargs) == []
+    assert _verdict(monkeypatch, tmp_path, never_calls, expect, **kwargs) == [
+        "raised when the returned callable was called RuntimeError: Collate failed after 0 retries. Last error: None; "
+        "the documented handling returns a batch"]
+    assert _verdict(monkeypatch, tmp_path, lambda collate_fn, max_retries: None, expect, **kwargs) == [
+        "returned NoneType, not a callable (the page's return type)"]
