@@ -115,6 +115,10 @@ def media_chunks(prepared: Mapping[str, Any], batch: Mapping[str, Any], n: int) 
         chunks = [dict(c) for c in value]
     elif isinstance(value, Mapping) and all(isinstance(v, (list, tuple)) and len(v) == n for v in value.values()):
         chunks = [{k: v[i] for k, v in value.items() if v[i] is not None} for i in range(n)]
+    elif value is None:
+        left = [k for k in MEDIA_KEYS if prepared.get(k) is not None]
+        raise CheckFailure(f"no media chunks under {key!r}" + (f"; the media {left} are left in the batch, where torch PP "
+                                                                "would cut them by row" if left else ""))
     else:
         got = type(value).__name__ + (f" of length {len(value)}" if isinstance(value, (list, tuple, Mapping)) else "")
         raise CheckFailure(f"expected {n} media chunks under {key!r} (a list of {n} dicts or a dict of {n}-long lists), got {got}")
