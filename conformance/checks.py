@@ -99,10 +99,27 @@ def collate_case(spec: FamilySpec, case: Case) -> Collated:
 def _collate_case(spec: FamilySpec, case: Case) -> Collated:
     processor = load_processor(spec.model_id)
     collate = collate_for(spec)
-    conversation = case.conversation
-    batch = collate([{"conversation": conversation}], processor)
-    full_ids, rendered = processor_ids(processor, case.conversation, render_transform(spec))
+    # documented parameters by keyword: every collate page names them ``examples`` and ``processor``
+    batch = collate(examples=[{"conversation": case.conversation}], processor=processor)
+    full_ids, rendered = reference_ids(spec, case)
     return Collated(batch, full_ids, rendered)
+
+
+_REFERENCE: dict[tuple[str, str], tuple[list[int], str]] = {}
+
+
+def reference_ids(spec: FamilySpec, case: Case) -> tuple[list[int], str]:
+    """The processor's unshifted ids of one fixture (and the rendered prompt), without the collate.
+
+    The harness's own reference: the chat template rendered as text (plus the record's documented
+    injection for this collate), then the processor. Checks that judge the label builders
+    (``label_consistency``) start from these ids, so a collate that cannot process the fixture
+    fails only the checks that run the collate.
+    """
+    key = (spec.label, case.id)
+    if key not in _REFERENCE:
+        _REFERENCE[key] = processor_ids(load_processor(spec.model_id), case.conversation, render_transform(spec))
+    return _REFERENCE[key]
 
 
 def check_shift_contract(spec: FamilySpec, case: Case, c: Collated) -> None:
@@ -151,11 +168,11 @@ def legacy_vs_template(spec: FamilySpec, case: Case) -> dict[str, list[int]]:
     build_labels = impl.get("collate_fns", "build_labels")
     build_labels_from_template = impl.get("collate_fns", "build_labels_from_template")
     processor = load_processor(spec.model_id)
-    c = collate_case(spec, case)
-    ids = torch.tensor([c.full_ids])
-    conversation = case.conversation
-    legacy = build_labels(ids, [conversation], processor)[0]
-    template = build_labels_from_template(ids, [conversation], processor)[0]
+    # the processor's ids, not the collate's: this check judges the two label builders only
+    ids = torch.tensor([reference_ids(spec, case)[0]])
+    legacy = build_labels(input_ids_batch=ids, conversations=[case.conversation], processor=processor)[0]
+    template = build_labels_from_template(input_ids_batch=ids, conversations=[case.conversation],
+                                          processor=processor)[0]
     lpos = set((legacy != IGNORE).nonzero().flatten().tolist())
     tpos = set((template != IGNORE).nonzero().flatten().tolist())
     return {"mislabeled": sorted(lpos - tpos), "missed": sorted(tpos - lpos)}
@@ -190,8 +207,8 @@ def _fake_image_record(spec: FamilySpec, case: Case) -> dict[str, Any]:
     """Where the injected fake image lands and what the collate masks."""
     inject_fake_image_into_conversation = impl.get("fake_image", "inject_fake_image_into_conversation")
     processor = load_processor(spec.model_id)
-    batch = collate_for(spec)([{"conversation": inject_fake_image_into_conversation(case.conversation),
-                                "_injected_fake": True}], processor)
+    fake_conv = inject_fake_image_into_conversation(conversation=case.conversation)
+    batch = collate_for(spec)(examples=[{"conversation": fake_conv, "_injected_fake": True}], processor=processor)
     ids = batch["input_ids"][0].tolist()
     masked = [i for i, m in enumerate(batch["attention_mask"][0].tolist()) if m == 0]
     return {

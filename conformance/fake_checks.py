@@ -17,10 +17,14 @@ _NON_MODEL_KEYS = ("labels", "n_images_per_sample", "n_videos_per_sample")
 
 
 def vision_token_ids(spec: FamilySpec, processor: Any) -> list[int]:
-    """Vision token ids from the family record (independent of vlmspec's own discovery)."""
+    """Vision token ids from the family record (independent of the implementation's own discovery).
+
+    A record may declare none (a family whose sequence holds no image token); then ``[]``, and the
+    ``vision_tokens`` check reports what the implementation found rather than a record problem.
+    """
     tok = processor.tokenizer
     ids = [tok.convert_tokens_to_ids(t) for t in spec.vision_tokens]
-    if not ids or any(i is None or i == tok.unk_token_id for i in ids):
+    if any(i is None or i == tok.unk_token_id for i in ids):
         raise CheckFailure(f"{spec.model_id}: family record vision_tokens {spec.vision_tokens} not all in the tokenizer")
     return ids
 
@@ -55,7 +59,10 @@ def check_fake_masking(spec: FamilySpec, case: Case, batch: dict[str, torch.Tens
     processor = load_processor(spec.model_id)
     where = header(spec, case.id, "fake_image")
     ids = batch["input_ids"][row]
-    vis = torch.isin(ids, torch.tensor(vision_token_ids(spec, processor)))
+    declared = vision_token_ids(spec, processor)
+    if not declared:
+        raise CheckFailure(f"{where} the family record declares no vision_tokens to check the fake image against")
+    vis = torch.isin(ids, torch.tensor(declared))
     if not vis.any():
         raise CheckFailure(f"{where} the injected fake image produced no vision tokens")
     visible = (vis & (batch["attention_mask"][row] != 0)).nonzero().flatten().tolist()
@@ -75,9 +82,10 @@ def check_fake_image_invisible(spec: FamilySpec, case: Case) -> None:
     inject_fake_image_into_conversation = impl.get("fake_image", "inject_fake_image_into_conversation")
     processor = load_processor(spec.model_id)
     collate = collate_for(spec)
-    plain_conv = case.conversation
-    fake = collate([{"conversation": inject_fake_image_into_conversation(plain_conv), "_injected_fake": True}], processor)
-    plain = collate([{"conversation": plain_conv}], processor)
+    # documented parameters by keyword (fake_image and collate_fns pages); fresh conversations per call
+    fake_conv = inject_fake_image_into_conversation(conversation=case.conversation)
+    fake = collate(examples=[{"conversation": fake_conv, "_injected_fake": True}], processor=processor)
+    plain = collate(examples=[{"conversation": case.conversation}], processor=processor)
     check_fake_masking(spec, case, fake, 0)
     _compare_real_logits(spec, case, fake, 0, plain, "fake_image")
 
@@ -122,15 +130,15 @@ def check_fake_image_mixed_batch(spec: FamilySpec, text_case: Case, image_case: 
     inject_fake_image_into_conversation = impl.get("fake_image", "inject_fake_image_into_conversation")
     processor = load_processor(spec.model_id)
     collate = collate_for(spec)
-    fake_conv = inject_fake_image_into_conversation(text_case.conversation)
-    mixed = collate([{"conversation": fake_conv, "_injected_fake": True},
-                     {"conversation": image_case.conversation}], processor)
+    fake_conv = inject_fake_image_into_conversation(conversation=text_case.conversation)
+    mixed = collate(examples=[{"conversation": fake_conv, "_injected_fake": True},
+                              {"conversation": image_case.conversation}], processor=processor)
     check_fake_masking(spec, text_case, mixed, 0)
-    plain_text = collate([{"conversation": text_case.conversation}], processor)
+    plain_text = collate(examples=[{"conversation": text_case.conversation}], processor=processor)
     _compare_real_logits(spec, text_case, mixed, 0, plain_text, "fake_image_mixed_batch")
     if spec.model_class is None:
         return
-    solo_image = collate([{"conversation": image_case.conversation}], processor)
+    solo_image = collate(examples=[{"conversation": image_case.conversation}], processor=processor)
     where = header(spec, image_case.id, "fake_image_mixed_batch")
     logits_mixed, _ = _forward(spec, mixed)
     logits_solo, _ = _forward(spec, solo_image)

@@ -330,8 +330,9 @@ def impl_schema(stem: str) -> Obj:
 
 
 def model_labels() -> tuple[str, ...]:
-    """Every registered model id and every ``id@collate`` variant label."""
-    return tuple(v.label for s in load_registry().values() for v in s.variants())
+    """Every registered model id, every ``id@collate`` variant label, and ``id@<own collate>`` (the base row)."""
+    return tuple(label for s in load_registry().values()
+                 for label in (*(v.label for v in s.variants()), f"{s.model_id}@{s.collate}"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -387,16 +388,21 @@ def expected_failure_for(model_label: str, model_id: str, check: str, fixture: s
     Looks in each implementation's findings file (``impl_names`` in order: the active implementation,
     then the one it derives from), then in the model's family record (entries without ``impl`` apply to
     every implementation). ``model_label`` is ``id`` or ``id@collate``; impl entries naming the plain id
-    cover its variants. Implementation-level cells use ``model_label == model_id == IMPL_ROW``.
+    cover its variants, entries naming ``id@<the record's own collate>`` only the base row. Implementation-level cells use ``model_label == model_id == IMPL_ROW``.
     """
     findings = load_impl_findings()
+    spec = load_registry().get(model_id)
+    # the base row may also be named by its own collate (``id@<record's collate>``): an entry so named
+    # covers that row only, not the ``also_collate`` variants that a plain id would cover too
+    own = f"{model_id}@{spec.collate}" if spec is not None and model_label == model_id else None
     for name in impl_names:
         record = findings.get(name)
-        hit = next((x for x in record.expected_failures if x.matches(check, fixture, impl_names, model_label, model_id)),
+        hit = next((x for x in record.expected_failures
+                    if x.matches(check, fixture, impl_names, model_label, model_id)
+                    or (own is not None and own in x.models and x.matches(check, fixture, impl_names, own, own))),
                    None) if record else None
         if hit is not None:
             return hit
-    spec = load_registry().get(model_id)
     return spec.expected_failure(check, fixture, impl_names) if spec is not None else None
 
 

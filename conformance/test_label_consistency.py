@@ -7,7 +7,7 @@ Turns the legacy path misses entirely are recorded in the report, not failed: th
 fragility.
 """
 
-from conformance.checks import CheckFailure, collate_case, decode_runs, header, legacy_vs_template
+from conformance.checks import CheckFailure, decode_runs, header, legacy_vs_template, reference_ids
 from conformance.loading import load_processor
 
 CHECK = "label_consistency"
@@ -18,7 +18,7 @@ def test_label_consistency(family, case, record_property):
     record_property("legacy_missed_positions", len(diff["missed"]))
     if diff["mislabeled"]:
         tok = load_processor(family.model_id).tokenizer
-        ids = collate_case(family, case).full_ids
+        ids = reference_ids(family, case)[0]
         raise CheckFailure("\n".join([
             f"{header(family, case.id, CHECK)} legacy build_labels supervises tokens the template markers do not:",
             *decode_runs(tok, ids, diff["mislabeled"]),

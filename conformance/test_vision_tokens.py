@@ -14,7 +14,7 @@ CHECK = "vision_tokens"
 def test_vision_tokens(family):
     _get_vision_token_ids = impl.get("fake_image", "_get_vision_token_ids")
     processor = load_processor(family.model_id)
-    found = _get_vision_token_ids(processor)
+    found = _get_vision_token_ids(processor=processor)
     declared = set(vision_token_ids(family, processor))
     if not found:
         raise CheckFailure(f"{header(family, '-', CHECK)} _get_vision_token_ids found no vision tokens for "
