@@ -19,7 +19,6 @@ an environment where vlmspec is installed.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path

@@ -196,7 +196,7 @@ def test_diff_template_marks_exactly_the_supervised_spans():
     labeled = re.findall(f"{cli.OPEN}(.*?){cli.CLOSE}", body, re.S)
     assert labeled == spans
     assert "<|im_start|>system\n" in out  # the rendered template
-    assert f"fixture multi_turn_text" in out and "collate qwen2_5_collate_fn" in out
+    assert "fixture multi_turn_text" in out and "collate qwen2_5_collate_fn" in out
 
 
 def test_diff_template_collapses_image_placeholders():
