@@ -4,7 +4,9 @@ Each mutant is vlmspec with one realistic bug (see ``tests/mutants/__init__.py``
 subprocess (cwd = repo root, ``HF_HUB_OFFLINE=1``), through ``--impl tests.mutants.<name>``:
 
 - conformance mutants: ``pytest conformance --model M -k <its checks>``; the run must fail and the
-  JSON report must show every expected check as FAIL for M;
+  JSON report must show every expected check as FAIL for M. ``MODEL = "(implementation)"`` judges an
+  implementation-level check (``api``, ``robustness``) on that report row; the run then passes the
+  default model to ``--model`` (any registered model would do: it only keeps collection small);
 - tests/ mutants (checks that live in vlmspec's own tests): ``pytest tests/<file> -k <SELECT>``;
   the run must fail and the expected test functions must be among the failures (JUnit XML).
 
@@ -31,10 +33,12 @@ from pathlib import Path
 
 import pytest
 
+from conformance.registry import IMPL_ROW
+
 try:
-    from tests.mutants import Mutant, catalogue
+    from tests.mutants import DEFAULT_MODEL, Mutant, catalogue
 except ImportError:  # tests/ on sys.path (rootdir-relative import)
-    from mutants import Mutant, catalogue  # type: ignore[no-redef]
+    from mutants import DEFAULT_MODEL, Mutant, catalogue  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
@@ -98,10 +102,15 @@ def k_expression(checks: Iterable[str], select: str | None = None) -> str:
     return f"({expr}) and ({select})" if select else expr
 
 
+def model_option(model: str) -> list[str]:
+    """``--model`` for a report row: the ``(implementation)`` row is no model; any registered one selects it."""
+    return ["--model", DEFAULT_MODEL if model == IMPL_ROW else model]
+
+
 def command(runner: str, impl: str, model: str, expect: Iterable[str], select: str | None, workdir: Path) -> list[str]:
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--impl", impl]
     if runner == "conformance":
-        return base + ["conformance", "--model", model, "-k", k_expression(expect, select),
+        return base + ["conformance", *model_option(model), "-k", k_expression(expect, select),
                        "--conformance-report", str(workdir), "--snapshot-warn-unused"]
     cmd = base + [runner, "--junitxml", str(workdir / "junit.xml"), "--hypothesis-seed=0"]
     return cmd + (["-k", select] if select else [])
@@ -128,7 +137,8 @@ def run(runner: str, impl: str, model: str, expect: Iterable[str], select: str |
 
 
 def _failed_checks(report_path: Path, model: str) -> set[str]:
-    """Checks with status FAIL for *model* (its own collate; ``model@collate`` variant rows are not read)."""
+    """Checks with status FAIL on *model*'s row (its own collate; ``model@collate`` variant rows are not
+    read), or on the ``(implementation)`` row when *model* is ``IMPL_ROW``."""
     if not report_path.exists():
         return set()
     row = json.loads(report_path.read_text())["models"].get(model, {"checks": {}})
@@ -261,7 +271,7 @@ def test_control_selection_passes_unmutated(target: str):
     if runner == "conformance":
         with tempfile.TemporaryDirectory(prefix="vlmspec-control-") as tmp:
             cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--impl", "vlmspec", "conformance",
-                   "--model", model, "-k", expr, "--conformance-report", tmp, "--snapshot-warn-unused"]
+                   *model_option(model), "-k", expr, "--conformance-report", tmp, "--snapshot-warn-unused"]
             proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
             rc, failed, output = proc.returncode, _failed_checks(Path(tmp) / "conformance-report.json", model), \
                 (proc.stdout + proc.stderr)[-4000:]
