@@ -51,15 +51,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "distributed: starts torch.distributed worker processes (gloo, CPU)")
     config.addinivalue_line("markers", "vlmspec_cell(model, check): report this test as the matrix cell (model, check); "
                                        "model '(implementation)' for implementation-level checks (api, robustness)")
+    # Offline before anything imports huggingface_hub: it reads HF_HUB_OFFLINE once, at import, and an
+    # --impl module (a mutant, a foreign stack) may import it on activation. Set afterwards, a run
+    # without HF_HUB_OFFLINE in its environment spent minutes retrying the Hub per processor load.
+    if not config.getoption("--online"):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from . import impl
 
     try:
         impl.activate(config.getoption("--impl"))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if not config.getoption("--online"):
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
     if config.getoption("--model") or config.getoption("--family"):
         selected_specs(config)  # resolve now: a bad id is a usage error, not a collection error
 

@@ -78,3 +78,22 @@ def test_full_conformance_run_is_offline(tmp_path):
     assert " passed" in out.stdout
     assert not log.exists() or log.read_text() == "", f"network attempts during the run:\n{log.read_text()}"
     print(f"offline conformance run: {elapsed:.1f} s")
+
+
+
+def test_an_impl_module_is_activated_offline(tmp_path):
+    """``--impl <module>`` imports the module (and with it huggingface_hub) while pytest configures; the
+    plugin must set offline mode before that: huggingface_hub reads HF_HUB_OFFLINE once, at import.
+    Found with a mutant run outside CI (HF_HUB_OFFLINE unset): two golden cases took 7 min 26 s of Hub
+    retries, 2.4 s once fixed. (The netblock above cannot show it: a refused lookup falls back at once.)"""
+    (tmp_path / "hub_probe.py").write_text(
+        "def pytest_collection_finish(session):\n"
+        "    import huggingface_hub.constants as c\n"
+        "    print('HUB_OFFLINE', c.HF_HUB_OFFLINE)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTEST_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+    cmd = [sys.executable, "-m", "pytest", "conformance", "-p", "hub_probe", "--impl", "tests.mutants.qwen2_5_pixels_fp32",
+           "--model", FLAGSHIP, "--collect-only", "-q", "-p", "no:cacheprovider"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert "HUB_OFFLINE True" in out.stdout, out.stdout[-2000:]
