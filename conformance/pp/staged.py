@@ -63,12 +63,22 @@ def declared_unsupported(model: nn.Module) -> str | None:
     return None
 
 
+_REFUSALS: dict[str, str | None] = {}
+
+
+def refusal_of(spec: FamilySpec) -> str | None:
+    """``declared_unsupported`` of the family's pipelined tiny model, asked once per process."""
+    if spec.model_id not in _REFUSALS:
+        _REFUSALS[spec.model_id] = declared_unsupported(tiny_model(spec))
+    return _REFUSALS[spec.model_id]
+
+
 def skip_if_declared_unsupported(spec: FamilySpec, check: str, problems: list[str]) -> None:
     """A failing PP check on a model the implementation itself refuses is a documented limitation: skip
     with the refusal and the first problem, so the verdict stays visible without counting as a deviation."""
     if not problems:
         return
-    refusal = declared_unsupported(tiny_model(spec))
+    refusal = refusal_of(spec)
     if refusal is not None:
         pytest.skip(f"declared unsupported: validate_hf_model_for_pipeline_support refuses "
                     f"{type(tiny_model(spec)).__name__} ({refusal[:300]}); the {check} run confirms it: "
@@ -201,7 +211,7 @@ def check_staged_forward(spec: FamilySpec) -> None:
     check is a skip quoting the refusal and the probe's failure (the full grid would only repeat it).
     """
     with torch_threads(fair_threads()):
-        if declared_unsupported(tiny_model(spec)) is not None:
+        if refusal_of(spec) is not None:
             batch_size, n, n_stages = PROBE
             ref = reference_logits(spec, collated(spec, fixture_ids(spec, batch_size, "staged_fixtures")))
             skip_if_declared_unsupported(spec, "pp_staged_forward", staged_problems(spec, batch_size, n, n_stages, ref))
