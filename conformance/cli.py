@@ -130,6 +130,10 @@ def cmd_pack(args: argparse.Namespace, out: TextIO) -> int:
               f"version {source.get('version')}\n")
     out.write(f"            file {source.get('path')}\n")
     out.write(f"            sha256 {source.get('sha256')}\n")
+    fingerprints = m.get("fingerprints") or {}
+    if fingerprints:
+        out.write(f"vocabulary  {fingerprints.get('passed')}/{fingerprints.get('pairs')} fingerprint pairs passed "
+                  f"({fingerprints.get('vocabulary')} vocabulary; {', '.join(fingerprints.get('files', []))})\n")
     edits = m.get("edits") or {}
     if edits:
         out.write(f"edits       {json.dumps(edits, sort_keys=True)}\n")

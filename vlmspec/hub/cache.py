@@ -21,6 +21,7 @@ from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import WeakFileLock
 
+from .fingerprints import fingerprints_for, verify_tokenizer_json
 from .recipe import FamilyFolder, PackError, build_tokenizer_json, family_folder, fetch_registry_file, sha256_bytes
 
 __all__ = ["PACK_MANIFEST", "Pack", "load_pack", "materialize", "pack_cache_dir"]
@@ -125,11 +126,15 @@ def _folder_digest(folder: FamilyFolder) -> str:
 def materialize(model_id: str, cache: Path | None = None, force: bool = False, folder: FamilyFolder | None = None) -> Pack:
     """Build (or reuse) the pack for ``model_id``. Idempotent and safe against concurrent workers.
 
-    A verified pack is reused while its family folder is unchanged (the manifest records a digest of
-    every folder file); editing the folder (a template, a config, the recipe) rebuilds it.
+    A verified pack is reused while its family folder and its vocabulary fingerprints are unchanged (the
+    manifest records a digest of both); editing either (a template, a config, the recipe, a pair) rebuilds it.
 
-    Raises :class:`PackError` when the family folder is missing, a registry is unreachable, or a
-    sha256 differs; it never falls back to anything else.
+    After the recipe is applied, the built ``tokenizer.json`` must pass every vocabulary fingerprint of
+    the model (:mod:`vlmspec.hub.fingerprints`); a REAL or DERIVED pack needs fingerprints of the
+    family's own vocabulary.
+
+    Raises :class:`PackError` when the family folder or the fingerprints are missing, a registry is
+    unreachable, a sha256 differs or a fingerprint fails; it never falls back to anything else.
     """
     cache = cache or pack_cache_dir()
     repo = _repo_dir(cache, model_id)
@@ -142,7 +147,9 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
             if existing is not None:
                 return existing  # built from a folder that is gone: still verified, still usable
             raise
-        if existing is not None and existing.manifest.get("folder_sha256") == _folder_digest(folder):
+        fingerprints = fingerprints_for(model_id)
+        if (existing is not None and existing.manifest.get("folder_sha256") == _folder_digest(folder)
+                and existing.manifest.get("fingerprints", {}).get("sha256") == fingerprints.digest()):
             return existing
         # no pack yet, or the family folder changed since it was built: (re)build
         recipe = folder.recipe
@@ -163,6 +170,7 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
                 )
         base = fetch_registry_file(recipe, cache / ".vlmspec-downloads")
         files["tokenizer.json"] = build_tokenizer_json(recipe, base)
+        checked = verify_tokenizer_json(model_id, files["tokenizer.json"], fingerprints, folder.fixture_class)
         digests = {name: sha256_bytes(data) for name, data in files.items()}
         manifest = {
             "format": _FORMAT,
@@ -175,6 +183,7 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
                       "add_tokens": [list(x) for x in recipe.add_tokens]},
             "files": digests,
             "folder_sha256": _folder_digest(folder),
+            "fingerprints": {**checked, "sha256": fingerprints.digest()},
         }
         files[PACK_MANIFEST] = json.dumps(manifest, indent=2, sort_keys=True).encode()
         snapshot = _write_snapshot(repo, files)
