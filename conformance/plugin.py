@@ -48,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance(check): a vlmspec conformance check")
+    # xdist registers it too; without xdist, --strict-markers must still accept the per-model group mark
+    config.addinivalue_line("markers", "xdist_group(name): run on one xdist worker with the rest of its group")
+    config.addinivalue_line("markers", "slow: left out of the fast gate (./dev test), run by ./dev slow")
     config.addinivalue_line("markers", "distributed: starts torch.distributed worker processes (gloo, CPU)")
     config.addinivalue_line("markers", "vlmspec_cell(model, check): report this test as the matrix cell (model, check); "
                                        "model '(implementation)' for implementation-level checks (api, robustness)")
@@ -65,6 +68,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     if config.getoption("--model") or config.getoption("--family"):
         selected_specs(config)  # resolve now: a bad id is a usage error, not a collection error
+    _group_models_per_worker(config)
+
+
+def _group_models_per_worker(config: pytest.Config) -> None:
+    """Under ``-n N`` with xdist's default ``load`` distribution, distribute by model (``loadgroup``).
+
+    A model's processor and tiny models are loaded once per process (conformance/loading.py caches
+    them); spread over both workers, every model was loaded twice. Each suite item carries an
+    ``xdist_group`` mark named after its model (pytest_collection_modifyitems). An explicit ``--dist``
+    is left alone.
+    """
+    explicit = any(a == "--dist" or a.startswith("--dist=") for a in config.invocation_params.args)
+    if getattr(config.option, "dist", "no") == "load" and not explicit:
+        config.option.dist = "loadgroup"
 
 
 def pytest_cmdline_main(config: pytest.Config):
@@ -204,6 +221,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if cell is None:
             continue
         label, model_id, check, case_id, spec = cell
+        item.add_marker(pytest.mark.xdist_group(name=model_id))
         info: dict = {"model": label, "check": check, "case": case_id}
         skip = spec.skip(check, case_id) if spec is not None else None
         if skip is not None:

@@ -14,6 +14,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parents[1]
 NETBLOCK = Path(__file__).resolve().parent / "netblock"
@@ -64,6 +66,7 @@ def test_block_is_active_in_the_process_and_its_children(tmp_path):
     assert len(attempts) == 3 and len({line.split()[0] for line in attempts}) == 3  # three processes, three pids
 
 
+@pytest.mark.slow  # a whole conformance run of one model in a subprocess
 def test_full_conformance_run_is_offline(tmp_path):
     from vlmspec.hub import materialize
 

@@ -35,6 +35,7 @@ def _worker(cache: str, barrier, results) -> None:
         results.put(("error", f"{type(exc).__name__}: {exc}", None))
 
 
+@pytest.mark.slow  # racing subprocesses, each importing torch and transformers
 def test_concurrent_materialize_and_load_share_one_verified_pack(tmp_path):
     downloads = pack_cache_dir() / ".vlmspec-downloads"
     if not any(downloads.glob("*")):

@@ -39,6 +39,7 @@ def test_unknown_model_suggests_closest_ids():
     assert "Qwen/Qwen2.5-VL-3B-Instruct" in out.stderr
 
 
+@pytest.mark.slow  # a pytest run in a subprocess
 def test_unambiguous_prefix_is_accepted_with_a_note():
     out = _pytest("--model", "Qwen/Qwen2.5-VL-3B", "-k", "vision_tokens", "-q")
     assert out.returncode == 0, out.stdout[-2000:]
@@ -214,6 +215,7 @@ def _probe_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess,
     return out, json.loads((tmp_path / "rep" / "conformance-report.json").read_text())
 
 
+@pytest.mark.slow  # a pytest run in a subprocess
 def test_implementation_cells_carry_evidence_xfails_xpass_and_env(tmp_path):
     out, report = _probe_run(tmp_path)
     assert out.returncode == 1, out.stdout[-3000:]  # check_fails and the XPASS of fixed_bug
@@ -237,6 +239,7 @@ def test_implementation_cells_carry_evidence_xfails_xpass_and_env(tmp_path):
     assert "## Failures and findings" in md and "recorded reason: known_bug deviation" in md
 
 
+@pytest.mark.slow  # a pytest run in a subprocess
 def test_environment_problems_do_not_fail_the_run(tmp_path):
     out, report = _probe_run(tmp_path, "-k", "pass_case or known_bug or needs_module")
     assert out.returncode == 0, out.stdout[-3000:]
