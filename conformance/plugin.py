@@ -84,6 +84,28 @@ def _group_models_per_worker(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    forget_implementation_results()
+
+
+def forget_implementation_results() -> None:
+    """Drop what an earlier pytest session in this process computed with an implementation.
+
+    The checks cache per process what the implementation made (collated batches, patched stages, its
+    validator's answers) and the processors it was handed (an implementation may keep state on them:
+    vlmspec caches derived turn markers on the tokenizer). A second ``pytest.main`` in one process (an
+    ``--impl`` comparison, mutmut's forked mutant runs) must judge its own implementation, not reuse the
+    first one's results. Oracle references and the tiny models (never patched: stages are deep copies)
+    are the harness's own and stay.
+    """
+    from . import checks, loading
+    from .pp import batches, staged
+
+    loading.load_processor.cache_clear()
+    for cache in (checks._COLLATED, batches._BATCHES, batches._FALLBACKS, staged._STAGES, staged._REFUSALS):
+        cache.clear()
+
+
 def pytest_cmdline_main(config: pytest.Config):
     if config.getoption("--list-models"):
 
