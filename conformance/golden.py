@@ -27,7 +27,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,7 @@ class _GoldenJSON(SingleFileSnapshotExtension):
         return f"{test_location.testname.partition('[')[0]}-{re.sub(r'[^A-Za-z0-9_.]', '_', fixture)}{suffix}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def golden_extension(model_folder: str) -> type[SingleFileSnapshotExtension]:
     name = "Golden_" + re.sub(r"\W", "_", model_folder)
     return type(name, (_GoldenJSON,), {"model_folder": model_folder})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import torch
 
@@ -17,7 +18,7 @@ from .registry import FamilySpec
 TRUST_REMOTE_CODE = {"enabled": False}
 
 
-@lru_cache(maxsize=None)
+@cache
 def pack_for(model_id: str):
     """The verified offline pack for a registered model (materialized on first use), or None."""
     try:
@@ -37,7 +38,7 @@ def _factory(dotted: str) -> Callable:
         raise PackError(f"processor_factory {dotted!r}: {exc}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_processor(model_id: str) -> Any:
     """The model's processor: its record's ``processor_factory(pack)`` (stand-ins), else AutoProcessor.
 
@@ -74,7 +75,7 @@ def collate_for(spec: FamilySpec) -> Callable:
     return impl.get("collate_fns", spec.collate)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_tiny_model(model_id: str, model_class: str) -> torch.nn.Module:
     """Random-weight fp32 model from the pack's tiny ``config.json`` (seeded, eval mode)."""
     import transformers

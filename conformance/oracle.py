@@ -15,8 +15,9 @@ Method (shares no code with ``vlmspec.collate.labels``):
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 class OracleError(AssertionError):

@@ -327,10 +327,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         return
     import transformers
 
-    from . import report as report_mod
-
     from . import impl
-
+    from . import report as report_mod
     from .registry import load_impl_findings
 
     recorded = load_impl_findings()

@@ -78,7 +78,7 @@ class FamilySpec:
         """Model id, plus the collate when this is a variant: how reports and test ids name it."""
         return f"{self.model_id}@{self.variant}" if self.variant else self.model_id
 
-    def variants(self) -> list["FamilySpec"]:
+    def variants(self) -> list[FamilySpec]:
         """This record plus one copy per ``also_collate`` (restricted to ``also_collate_checks``)."""
         out = [self]
         for collate in self.also_collate:
@@ -109,7 +109,7 @@ class FamilySpec:
         return next((x for x in self.skips if x.matches(check, fixture)), None)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "<record>") -> "FamilySpec":
+    def from_json(cls, data: dict[str, Any], source: str = "<record>") -> FamilySpec:
         validate(data, record_schema(data), source)
         for key in ("expected_failures", "skips"):
             for i, x in enumerate(data.get(key, ())):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class MapOf:
     """An object with free keys (validated by ``key``); ``sized``: each list value is as long as its key says."""
 
     value: Any
-    key: "Choice | None" = None
+    key: Choice | None = None
     sized: bool = False
 
 

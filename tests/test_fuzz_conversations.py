@@ -95,7 +95,7 @@ def images(draw) -> Image.Image:
     seed = draw(st.integers(0, 2**16))
     rgb = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
     if mode == "I;16":
-        return Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257))
+        return Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
     return rgb.convert(mode)
 
 

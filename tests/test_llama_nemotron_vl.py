@@ -14,8 +14,14 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from transformers import (AutoConfig, AutoModel, DynamicCache, LlamaForCausalLM, LlamaForSequenceClassification,
-                          LlamaModel)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    DynamicCache,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    LlamaModel,
+)
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 import vlmspec.models.llama_nemotron_vl as lnv

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[1]
 NETBLOCK = Path(__file__).resolve().parent / "netblock"
 FLAGSHIP = "Qwen/Qwen2.5-VL-3B-Instruct"

@@ -27,7 +27,7 @@ except ImportError:  # tests/ imported as a package
 ATOL = 1e-5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_case(name: str) -> cases.Case:
     return cases.BUILDERS[name]()
 

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import vlmspec.pp.chunking as chunking
-from conformance.pp import batches, spec as pp_spec, staged
-from conformance.pp import chunking as pp_chunking
 from conformance.checks import CheckFailure
+from conformance.pp import batches, staged
+from conformance.pp import chunking as pp_chunking
+from conformance.pp import spec as pp_spec
 from conformance.registry import load_registry
 
 MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"

@@ -32,11 +32,12 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "mutate"
@@ -320,7 +321,7 @@ def markdown(scores: list[FileScore], suites: list[str], equivalents: dict[str, 
     survivors = [(fs.path, s) for fs in scores for s in fs.survivors]
     if not survivors:
         out.append("None: every mutant is killed or argued equivalent below.")
-    for path, (name, status, diff) in survivors:
+    for _path, (name, status, diff) in survivors:
         out += [f"### `{name}` ({status})", "", "```diff", diff, "```", "",
                 "Why it survives: not triaged yet.", ""]
     out += ["## Equivalent mutants", "", "| mutant | change | why |", "|---|---|---|"]

@@ -14,8 +14,19 @@ import torch
 from ..checks import CheckFailure
 from ..registry import FamilySpec
 from .batches import collated, describe_error, fallback_note, media_chunks, prepare, present_media, wrapped_collate
-from .spec import (COUNT_KEYS, GRID, IMAGE_FIXTURES, fixture_ids, image_token_id, pp_api, pp_record, raise_all, shape,
-                   tokens_per_image, where)
+from .spec import (
+    COUNT_KEYS,
+    GRID,
+    IMAGE_FIXTURES,
+    fixture_ids,
+    image_token_id,
+    pp_api,
+    pp_record,
+    raise_all,
+    shape,
+    tokens_per_image,
+    where,
+)
 
 _GRID_KEYS = ("image_grid_thw", "image_grid_hws", "image_grid_hw", "image_sizes", "image_position_ids")
 WRAP_CASE = (3, 2)

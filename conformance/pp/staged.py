@@ -22,8 +22,18 @@ from ..checks import IGNORE, header
 from ..fake_checks import model_inputs
 from ..loading import load_tiny_model
 from ..registry import FamilySpec
-from .batches import (PipelineHandle, PipelineInfo, collated, describe_error, fallback_note, microbatches, prepare, stage_inputs,
-                      staged_media, supervised_loss)
+from .batches import (
+    PipelineHandle,
+    PipelineInfo,
+    collated,
+    describe_error,
+    fallback_note,
+    microbatches,
+    prepare,
+    stage_inputs,
+    staged_media,
+    supervised_loss,
+)
 from .spec import ATOL, GRID, STAGE_COUNTS, fixture_ids, layers_per_stage, pp_api, raise_all, uses_mrope, where
 from .split import split_stages, untied
 

@@ -6,9 +6,8 @@ ones. Runner: tests/test_llama_nemotron_vl_conformance.py. Killed by:
 test_later_token_reaches_earlier_states_iff_bidirectional.
 """
 
-from vlmspec.models.llama_nemotron_vl import bidirectional
-
 from tests.mutants import VLMSPEC_TABLE
+from vlmspec.models.llama_nemotron_vl import bidirectional
 
 VLMSPEC_IMPL = VLMSPEC_TABLE
 RUNNER = "tests/test_llama_nemotron_vl_conformance.py"

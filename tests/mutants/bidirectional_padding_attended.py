@@ -5,9 +5,8 @@ so no mask needed"), so an embedding changes with the amount of padding in its b
 tests/test_llama_nemotron_vl_conformance.py. Killed by: test_padding_never_changes_real_token_states.
 """
 
-from vlmspec.models.llama_nemotron_vl import bidirectional
-
 from tests.mutants import VLMSPEC_TABLE, MutantDoesNotApply
+from vlmspec.models.llama_nemotron_vl import bidirectional
 
 VLMSPEC_IMPL = VLMSPEC_TABLE
 RUNNER = "tests/test_llama_nemotron_vl_conformance.py"

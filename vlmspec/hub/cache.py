@@ -22,7 +22,15 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import WeakFileLock
 
 from .fingerprints import fingerprints_for, verify_tokenizer_json
-from .recipe import FamilyFolder, PackError, build_extra_files, build_tokenizer_json, family_folder, fetch_registry_file, sha256_bytes
+from .recipe import (
+    FamilyFolder,
+    PackError,
+    build_extra_files,
+    build_tokenizer_json,
+    family_folder,
+    fetch_registry_file,
+    sha256_bytes,
+)
 
 __all__ = ["PACK_MANIFEST", "Pack", "load_pack", "materialize", "pack_cache_dir"]
 

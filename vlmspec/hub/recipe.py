@@ -101,7 +101,7 @@ class Recipe:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: Path) -> "Recipe":
+    def from_json(cls, data: dict[str, Any], source: Path) -> Recipe:
         try:
             base = data["base"]
             recipe = cls(

@@ -2,6 +2,7 @@
 import torch
 from nemo_automodel.components.datasets.vlm.pp_media import chunk_vlm_media, prepare_vlm_media_for_pp
 
+
 def tsplit(b, n):
     return [t.tolist() for t in torch.tensor_split(torch.arange(b), n)]
 

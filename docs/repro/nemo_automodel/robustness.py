@@ -1,15 +1,23 @@
 """Standalone reproduction of nemo_automodel 0.7.0's robustness failures: direct imports, keyword calls,
 inputs built inline (no conformance runner). Prints, per case: what was raised or returned, and whether
 the inputs changed (pickled bytes / pixel comparison before vs after)."""
-import copy, io, os, random, sys, tempfile, warnings, logging
+import logging
+import os
+import random
+import sys
+import tempfile
+import warnings
+
 warnings.filterwarnings("ignore"); logging.disable(logging.CRITICAL)
 os.environ["HF_HUB_OFFLINE"] = "1"
-import numpy as np, torch
-from PIL import Image
 import nemo_automodel.components.datasets.vlm.collate_fns as CF
 import nemo_automodel.components.datasets.vlm.fake_image as FI
 import nemo_automodel.components.datasets.vlm.pp_media as PP
 import nemo_automodel.components.distributed.pipelining.hf_utils as PL
+import numpy as np
+import torch
+from PIL import Image
+
 from conformance.loading import load_processor  # only to build the processors from the offline packs
 
 P = lambda m: load_processor(m)

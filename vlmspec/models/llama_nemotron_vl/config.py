@@ -7,7 +7,7 @@ query/passage prefixes and max lengths, pooling).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from transformers import LlamaConfig, PreTrainedConfig, SiglipVisionConfig
 
@@ -106,8 +106,8 @@ class LlamaNemotronVLConfig(PreTrainedConfig):
         pre_feature_reduction=False,
         keep_aspect_ratio=False,
         vocab_size=-1,
-        q_max_length: Optional[int] = 512,
-        p_max_length: Optional[int] = 10240,
+        q_max_length: int | None = 512,
+        p_max_length: int | None = 10240,
         query_prefix: str = "query:",
         passage_prefix: str = "passage:",
         pooling: str = "last",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModel, PreTrainedConfig
@@ -63,7 +64,7 @@ def _layer_owners(num_layers: int, n_devices: int) -> list[int]:
 
 
 def split_model(
-    model_path: Union[str, os.PathLike, PreTrainedConfig], device: Union[str, int, torch.device, Sequence[Any]]
+    model_path: str | os.PathLike | PreTrainedConfig, device: str | int | torch.device | Sequence[Any]
 ) -> dict[str, Any]:
     """A ``device_map`` (module name -> device) for ``from_pretrained(model_path, device_map=...)``.
 

@@ -12,7 +12,7 @@ Conventions
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,8 +63,8 @@ class LlamaNemotronVLModel(PreTrainedModel):
     def __init__(
         self,
         config: LlamaNemotronVLConfig,
-        vision_model: Optional[PreTrainedModel] = None,
-        language_model: Optional[PreTrainedModel] = None,
+        vision_model: PreTrainedModel | None = None,
+        language_model: PreTrainedModel | None = None,
     ) -> None:
         super().__init__(config)
         self.select_layer = config.select_layer
@@ -96,7 +96,7 @@ class LlamaNemotronVLModel(PreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
-    def get_output_embeddings(self) -> Optional[nn.Module]:
+    def get_output_embeddings(self) -> nn.Module | None:
         """The LM head (``[V, H]`` linear), or None for the bidirectional encoder."""
         getter = getattr(self.language_model, "get_output_embeddings", None)
         return getter() if getter is not None else None
@@ -139,10 +139,10 @@ class LlamaNemotronVLModel(PreTrainedModel):
         self,
         input_embeds: torch.Tensor,
         input_ids: torch.Tensor,
-        pixel_values: Optional[torch.Tensor],
-        image_flags: Optional[torch.Tensor],
-        num_patches_list: Optional[List[Any]],
-        run_dummy_vision: Optional[bool],
+        pixel_values: torch.Tensor | None,
+        image_flags: torch.Tensor | None,
+        num_patches_list: list[Any] | None,
+        run_dummy_vision: bool | None,
     ) -> torch.Tensor:
         if pixel_values is not None:
             if num_patches_list is not None:
@@ -179,8 +179,8 @@ class LlamaNemotronVLModel(PreTrainedModel):
     def _check_tiles_per_sample(
         self,
         input_ids: torch.Tensor,
-        num_patches_list: List[Any],
-        image_flags: Optional[torch.Tensor],
+        num_patches_list: list[Any],
+        image_flags: torch.Tensor | None,
         tokens_per_tile: int,
     ) -> None:
         """Every sample's ``<IMG_CONTEXT>`` count must equal its real tiles x ``tokens_per_tile``.
@@ -211,18 +211,18 @@ class LlamaNemotronVLModel(PreTrainedModel):
         self,
         pixel_values: torch.FloatTensor = None,
         input_ids: torch.LongTensor = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.LongTensor] = None,
-        image_flags: Optional[torch.LongTensor] = None,
-        past_key_values: Optional[List[torch.FloatTensor]] = None,
-        labels: Optional[torch.LongTensor] = None,
-        use_cache: Optional[bool] = None,
-        output_attentions: Optional[bool] = None,
-        output_hidden_states: Optional[bool] = None,
-        return_dict: Optional[bool] = None,
-        num_patches_list: Optional[List[torch.Tensor]] = None,
-        run_dummy_vision: Optional[bool] = None,
-    ) -> Union[Tuple, CausalLMOutputWithPast]:
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        image_flags: torch.LongTensor | None = None,
+        past_key_values: list[torch.FloatTensor] | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        num_patches_list: list[torch.Tensor] | None = None,
+        run_dummy_vision: bool | None = None,
+    ) -> tuple | CausalLMOutputWithPast:
         """Embed text, splice in vision embeddings, run the language model.
 
         pixel_values ``[N_tiles, 3, S, S]`` (or None), input_ids/attention_mask/position_ids ``[B, L]``,
@@ -258,7 +258,7 @@ class LlamaNemotronVLModel(PreTrainedModel):
         input_embeds = self._merge_vision(
             input_embeds, input_ids, pixel_values, image_flags, num_patches_list, run_dummy_vision
         )
-        lm_kwargs: Dict[str, Any] = dict(
+        lm_kwargs: dict[str, Any] = dict(
             inputs_embeds=input_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -288,7 +288,7 @@ class LlamaNemotronVLModel(PreTrainedModel):
             self.processor = load_processor(self.config)
         return self.processor
 
-    def _embed_batch(self, inputs: Dict[str, Any], pool_type: Optional[str] = None) -> torch.Tensor:
+    def _embed_batch(self, inputs: dict[str, Any], pool_type: str | None = None) -> torch.Tensor:
         """Encodes the inputs into a tensor of embeddings.
 
         Args:
@@ -322,7 +322,7 @@ class LlamaNemotronVLModel(PreTrainedModel):
         embeddings = pool(out.hidden_states[-1], model_inputs["attention_mask"], pool_type)
         return F.normalize(embeddings, p=2, dim=-1)
 
-    def encode_queries(self, queries: List[str], **kwargs: Any) -> torch.Tensor:
+    def encode_queries(self, queries: list[str], **kwargs: Any) -> torch.Tensor:
         """Encodes the input queries into a tensor of embeddings.
 
         Args:
@@ -342,7 +342,7 @@ class LlamaNemotronVLModel(PreTrainedModel):
             return self._embed_batch(batch, pool_type=pool_type)
 
     def encode_documents(
-        self, images: Optional[List[Any]] = None, texts: Optional[List[str]] = None, **kwargs: Any
+        self, images: list[Any] | None = None, texts: list[str] | None = None, **kwargs: Any
     ) -> torch.Tensor:
         """Encodes the input document images and texts into a tensor of embeddings.
 

