@@ -31,7 +31,7 @@ CONVERSATIONS_DIR = FIXTURES / "conversations"
 CHECKS = ("labels", "vision_tokens", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden", "template_behaviour",
           "pp_chunking", "pp_staged_forward", "pp_distributed", "pp_golden")
 """Per-family checks (a record's ``checks``)."""
-IMPL_CHECKS = ("api", "robustness")
+IMPL_CHECKS = ("api", "robustness", "pp_layouts")
 """Implementation-level checks: one matrix row, :data:`IMPL_ROW`; recorded only in ``fixtures/impls/``."""
 IMPL_ROW = "(implementation)"
 

@@ -31,7 +31,7 @@ NON_PASS = ("failed", "error", "xpassed", "env", "xfailed", "skipped")
 # Terminal column headings for long check names (a legend under the matrix spells them out).
 SHORT = {"vision_tokens": "vis_tokens", "label_consistency": "label_cons", "fake_image_mixed_batch": "fake_mixed",
          "template_behaviour": "template", "pp_staged_forward": "pp_staged", "pp_distributed": "pp_dist",
-         "robustness": "robust"}
+         "robustness": "robust", "pp_layouts": "pp_layout"}
 
 
 # --------------------------------------------------------------------------------------------------

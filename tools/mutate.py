@@ -58,14 +58,19 @@ SMOKE_SCOPE = ["vlmspec/pp/batch.py"]
 # What the copy needs to run both suites (fixtures and goldens are read relative to the checkout).
 MIRROR = ["vlmspec", "conformance", "tests", "fixtures", "golden", "docs", "README.md", "pyproject.toml"]
 
-# One model per kind of processor the scoped code branches on: Qwen (3-D M-RoPE, grid_thw), Gemma 3
-# (fixed tokens per image, bidirectional image attention), Kimi-K2.5 (its own media layout) and Phi-4
-# (image embeddings + audio keys). Every check of the suite runs on them.
+# One model per branch of the scoped code: Qwen2.5-VL (3-D M-RoPE, grid_thw), Qwen3-VL (deepstack
+# features), Gemma 3 (fixed tokens per image, bidirectional image attention), Kimi-K2.5 (its own media
+# layout), Phi-4 (image embeddings, audio keys), Mistral 3.1 (its VLM forward and image features) and
+# Step 3.7 (its media chunking and image features). Every check of the suite runs on them; mutmut runs
+# only the tests that reach a mutant's function.
 CONFORMANCE_MODELS = [
     "Qwen/Qwen2.5-VL-3B-Instruct",
+    "Qwen/Qwen3-VL-2B-Instruct",
     "google/gemma-3-4b-it",
     "moonshotai/Kimi-K2.5",
     "microsoft/Phi-4-multimodal-instruct",
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+    "stepfun-ai/Step-3.7-Flash",
 ]
 SUITES: dict[str, list[str]] = {
     "conformance": ["conformance", *(a for m in CONFORMANCE_MODELS for a in ("--model", m))],
