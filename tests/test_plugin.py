@@ -82,13 +82,25 @@ def keep_impl(monkeypatch):
     monkeypatch.setattr(impl, "_ACTIVE", dict(impl._ACTIVE))
 
 
+@pytest.fixture
+def probe_modules():
+    """Forget the probe packages before and after: a later pytest session in this process (mutmut runs
+    the suite more than once per process) must import its own tmp_path copy, not a stale one."""
+    def forget():
+        for name in [n for n in sys.modules if n.split(".")[0] in ("probe_dep", "probe_lineage")]:
+            del sys.modules[name]
+    forget()
+    yield
+    forget()
+
+
 def _package(root: Path, name: str, files: dict[str, str]) -> None:
     (root / name).mkdir()
     for file, text in files.items():
         (root / name / file).write_text(textwrap.dedent(text), encoding="utf-8")
 
 
-def test_names_follow_the_base_declared_by_a_package_above(tmp_path, monkeypatch, keep_impl):
+def test_names_follow_the_base_declared_by_a_package_above(tmp_path, monkeypatch, keep_impl, probe_modules):
     _package(tmp_path, "probe_lineage", {
         "__init__.py": 'VLMSPEC_IMPL_BASE = "vlmspec"\n',
         "variant.py": "from conformance.impl import BUILTIN\nVLMSPEC_IMPL = dict(BUILTIN['vlmspec'])\n"})
@@ -99,7 +111,8 @@ def test_names_follow_the_base_declared_by_a_package_above(tmp_path, monkeypatch
     assert impl.names() == ["vlmspec"]
 
 
-def test_module_that_needs_an_absent_package_is_an_environment_problem(tmp_path, monkeypatch, keep_impl):
+def test_module_that_needs_an_absent_package_is_an_environment_problem(tmp_path, monkeypatch, keep_impl,
+                                                                     probe_modules):
     _package(tmp_path, "probe_dep", {
         "__init__.py": "VLMSPEC_IMPL = {'collate_fns': 'probe_dep.collate', 'fake_image': 'probe_dep.absent'}\n",
         "collate.py": "import zz_vlmspec_absent_probe  # noqa: F401\n"})
