@@ -53,8 +53,8 @@ def _microbatches(batch_size: int, n: int) -> list[list[int]]:
     return [t.tolist() for t in torch.tensor_split(torch.arange(batch_size), n)]
 
 
-def _vlm_case(layout: str, batch_size: int) -> tuple[dict, list[torch.Tensor], list[torch.Tensor]]:
-    """(keyword arguments, per-sample pixel pieces, per-sample grid pieces)."""
+def _vlm_case(layout: str, batch_size: int) -> tuple[dict, dict[str, list[torch.Tensor]]]:
+    """(keyword arguments, per-sample pieces of the pixels and of the grid)."""
     pixels, grids = [], []
     if layout == "vlm_full_image_per_sample":
         for s in range(batch_size):
@@ -81,7 +81,7 @@ def _vlm_case(layout: str, batch_size: int) -> tuple[dict, list[torch.Tensor], l
             grids.append(torch.tensor([[1, h, w]]))
         kwargs = {}
     kwargs = {"pixel_values": torch.cat(pixels), "image_grid": torch.cat(grids), **kwargs}
-    return kwargs, pixels, grids
+    return kwargs, {"pixel_values": pixels, "image_grid": grids}
 
 
 def _step3_case(layout: str, batch_size: int) -> tuple[dict, dict[str, list[torch.Tensor]]]:
@@ -116,28 +116,21 @@ def problems(layout: Layout) -> list[str]:
     for batch_size, n in GRID:
         at = f"B={batch_size} n={n}:"
         mbs = _microbatches(batch_size, n)
-        if layout.function == "chunk_vlm_media":
-            kwargs, pixels, grids = _vlm_case(layout.id, batch_size)
-            try:
-                result = fn(batch_size=batch_size, n_microbatches=n, **kwargs)
-                got_pixels, got_grids = result
-            except Exception as exc:  # the crash is this cell's evidence
-                out.append(f"{at} raised {describe_error(exc)}")
-                continue
-            expected = {"pixel_values": (got_pixels, pixels), "image_grid": (got_grids, grids)}
-        else:
-            kwargs, pieces = _step3_case(layout.id, batch_size)
-            try:
-                result = fn(batch_size=batch_size, n_microbatches=n, **kwargs)
-            except Exception as exc:
-                out.append(f"{at} raised {describe_error(exc)}")
-                continue
-            # the page names the return type only: the given keys must be there, others are not judged
-            if not isinstance(result, dict) or not set(pieces) <= set(result):
-                out.append(f"{at} returned keys {sorted(result) if isinstance(result, dict) else type(result).__name__}, "
-                           f"expected at least {sorted(pieces)}")
-                continue
-            expected = {k: (result[k], v) for k, v in pieces.items()}
+        vlm = layout.function == "chunk_vlm_media"
+        kwargs, pieces = (_vlm_case if vlm else _step3_case)(layout.id, batch_size)
+        try:
+            result = fn(batch_size=batch_size, n_microbatches=n, **kwargs)
+            if vlm:  # (pixel_chunks, grid_chunks)
+                result = dict(zip(pieces, result, strict=True))
+        except Exception as exc:  # the crash is this cell's evidence
+            out.append(f"{at} raised {describe_error(exc)}")
+            continue
+        # the page names the return type only: the given keys must be there, others are not judged
+        if not isinstance(result, dict) or not set(pieces) <= set(result):
+            out.append(f"{at} returned keys {sorted(result) if isinstance(result, dict) else type(result).__name__}, "
+                       f"expected at least {sorted(pieces)}")
+            continue
+        expected = {k: (result[k], v) for k, v in pieces.items()}
         for key, (got_chunks, per_sample) in expected.items():
             if not isinstance(got_chunks, (list, tuple)) or len(got_chunks) != n:
                 out.append(f"{at} {key}: {len(got_chunks) if isinstance(got_chunks, (list, tuple)) else type(got_chunks).__name__} "
