@@ -5,7 +5,10 @@ Method (shares no code with ``vlmspec.collate.labels``):
 1. Render the conversation with the chat template to text ``T``.
 2. For the k-th assistant message, render the conversation with that answer replaced by a sentinel:
    the text before the sentinel ends where the answer starts, the text after it starts where the
-   answer ends. The first token at or after the answer's end is the token that closes the turn.
+   answer ends. The turn is closed by the first token after the answer's end if that token is one of
+   the tokenizer's special or added tokens (whitespace tokens before it are skipped and not
+   supervised: ``answer </s>``). A template that writes ordinary text there (``USER: … ASSISTANT:
+   answer USER: …``, a lone ``▁``, ``"\n"``) or nothing closes no turn: only the answer is supervised.
 3. Tokenize ``T`` with offsets and map character spans to token indices.
 4. The processor expands media placeholders, so its ``input_ids`` are longer than ``T``'s tokens.
    Align the two token sequences (``difflib``, no autojunk) and carry the indices across; every
@@ -80,7 +83,7 @@ def answer_char_spans(processor: Any, conversation: list, transform: Transform |
             continue
         probe = _render(processor, _with_sentinel(conversation, j), add_generation_prompt=False, transform=transform)
         if probe.count(_SENTINEL) != 1:
-            raise OracleError(f"assistant turn {j}: the template does not render the answer verbatim once")
+            raise OracleError(f"assistant turn {j}: {_why_not_rendered(processor, conversation, j, probe, transform)}")
         before, after = probe.split(_SENTINEL)
         if not (full.startswith(before) and full.endswith(after)) or len(before) + len(after) > len(full):
             raise OracleError(f"assistant turn {j}: the template renders other turns differently when this answer changes")
@@ -88,10 +91,43 @@ def answer_char_spans(processor: Any, conversation: list, transform: Transform |
         rendered_answer = full[a0:a1]
         if rendered_answer not in (_answer_text(message), _answer_text(message).strip()):
             raise OracleError(f"assistant turn {j}: the template rewrote the answer: {rendered_answer[:80]!r}")
-        if not after:
-            raise OracleError(f"assistant turn {j}: nothing closes the turn after the answer")
         spans.append(((a0, a1), a1))
     return full, spans
+
+
+def _why_not_rendered(processor: Any, conversation: list, j: int, probe: str, transform: Transform | None) -> str:
+    """Why the sentinel answer of turn *j* did not appear exactly once in *probe*."""
+    if probe.count(_SENTINEL) > 1:
+        return "the template renders the answer more than once"
+    if isinstance(conversation[j]["content"], str):
+        as_list = [dict(m) for m in conversation]
+        as_list[j]["content"] = [{"type": "text", "text": _SENTINEL}]
+        if _render(processor, as_list, add_generation_prompt=False, transform=transform).count(_SENTINEL) == 1:
+            return "the template renders string content as nothing (it renders the same text given as a list item)"
+    return "the template does not render the answer"
+
+
+def _closing_kinds(tokenizer: Any) -> set[int]:
+    """Token ids that can close a turn: the tokenizer's special and added tokens."""
+    kinds = set(getattr(tokenizer, "all_special_ids", None) or [])
+    kinds.update(int(i) for i in (getattr(tokenizer, "added_tokens_decoder", None) or {}))
+    return kinds
+
+
+def _closing_token(tokenizer: Any, ids: list[int], offsets: list[tuple[int, int]], at: int, answer: list[int]) -> list[int]:
+    """``[index]`` of the token that closes a turn whose answer ends at character *at*, or ``[]``.
+
+    Scans the tokens that start at or after *at*: whitespace-only tokens are skipped; the first other
+    token closes the turn if it is a special or added token, and otherwise the template closes no turn.
+    """
+    kinds = _closing_kinds(tokenizer)
+    for i, (a, b) in enumerate(offsets):
+        if b <= a or a < at or i in answer:
+            continue
+        if tokenizer.decode([ids[i]]).strip() == "":
+            continue
+        return [i] if ids[i] in kinds else []
+    return []
 
 
 def _char_span_to_tokens(offsets: list[tuple[int, int]], span: tuple[int, int]) -> list[int]:
@@ -118,10 +154,7 @@ def oracle_supervised_positions(processor: Any, conversation: list, input_ids: l
     turns = []
     for answer_span, closing_at in spans:
         answer_tokens = _char_span_to_tokens(offsets, answer_span)
-        closing = [i for i, (a, b) in enumerate(offsets) if b > a and a >= closing_at and i not in answer_tokens]
-        if not closing:
-            raise OracleError(f"no closing token after answer span {answer_span}")
-        wanted = answer_tokens + closing[:1]
+        wanted = answer_tokens + _closing_token(tokenizer, ids, offsets, closing_at, answer_tokens)
         missing = [t for t in wanted if t not in carry]
         if missing:
             raise OracleError(f"oracle tokens {missing} do not align with the processor's input_ids")

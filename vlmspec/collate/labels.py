@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+
+from .open_turns import OpenTurn, label_open_turns
 
 logger = logging.getLogger("vlmspec.collate_fns")
 
@@ -110,8 +112,36 @@ def _render_pair(renderer: Any, conversation: list[dict[str, Any]]) -> tuple[str
     return full_text, prefix_text
 
 
-def _marker_before(tok: Any, full_text: str, prefix_text: str, sentinel: str, user_text: str) -> tuple[list[int], int]:
-    """(tokens between the end of the last user turn and ``sentinel``, end-of-turn id after it)."""
+class TurnLayout(NamedTuple):
+    """How a chat template frames assistant turns (token ids).
+
+    marker: opens every assistant turn; stop: the end-of-turn token (None: the template closes no turn,
+    see :mod:`vlmspec.collate.open_turns`); scaffold: template text after the marker of the final turn
+    only; gap: template text between the marker and the answer (``" "`` in ``ASSISTANT: answer``);
+    pre_stop: template whitespace between an answer and its stop (``answer </s>``).
+    """
+
+    marker: list[int]
+    stop: int | None
+    scaffold: list[int]
+    gap: str = ""
+    pre_stop: tuple[int, ...] = ()
+    open_turn: OpenTurn | None = None
+
+
+class _Probe(NamedTuple):
+    """A rendering with a sentinel reply, tokenized."""
+
+    text: str
+    marker: list[int]  # tokens between the end of the user turn and the sentinel
+    gap: str  # characters between the marker's last token and the sentinel
+    after: list[int]  # token ids after the sentinel's last token
+    after_ends: list[int]  # their end offsets in ``text``
+    sentinel_end: int  # character index just after the sentinel
+
+
+def _probe(tok: Any, full_text: str, prefix_text: str, sentinel: str, user_text: str) -> _Probe:
+    """Tokenize a rendering whose assistant reply is *sentinel* and take it apart around the reply."""
     pos = full_text.find(sentinel)
     if pos < 0:
         raise ValueError("cannot derive turn markers: sentinel reply not found in the rendered template")
@@ -120,48 +150,109 @@ def _marker_before(tok: Any, full_text: str, prefix_text: str, sentinel: str, us
     while common < min(len(prefix_text), pos) and prefix_text[common] == full_text[common]:
         common += 1
     enc = tok(full_text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     sent_first = next((i for i, (s, e) in enumerate(offsets) if e > pos), None)
     sent_last = next((i for i, (s, e) in enumerate(offsets) if e >= pos + len(sentinel)), None)
-    if sent_first is None or sent_last is None or sent_last + 1 >= len(ids):
-        raise ValueError("cannot derive turn markers: sentinel has no token span or no token follows it")
+    if sent_first is None or sent_last is None:
+        raise ValueError("cannot derive turn markers: the sentinel reply has no token span")
     marker_start = next((i for i, (s, e) in enumerate(offsets) if s >= common), sent_first)
     if marker_start >= sent_first:
         # The user turn's rendering already ends with the assistant opener (Mistral's
         # "[INST]hi[/INST]"): the marker is what follows the user's text.
         user_end = full_text.rfind(user_text, 0, pos) + len(user_text)
         marker_start = next((i for i, (s, e) in enumerate(offsets) if s >= user_end), sent_first)
-    return ids[marker_start:sent_first], ids[sent_last + 1]
+    marker = ids[marker_start:sent_first]
+    gap = full_text[offsets[sent_first - 1][1] : pos] if marker else ""
+    return _Probe(full_text, marker, gap, ids[sent_last + 1 :], [e for _, e in offsets[sent_last + 1 :]],
+                  pos + len(sentinel))
 
 
-def _derive_turn_layout(tokenizer: Any) -> tuple[list[int], int, list[int]]:
-    """``(marker, stop_id, scaffold)``: see :func:`_derive_turn_markers`.
+def _structural_ids(tok: Any) -> set[int]:
+    """Ids of the tokenizer's special and added tokens: the only tokens that can close a turn."""
+    ids = {int(i) for i in (getattr(tok, "all_special_ids", None) or [])}
+    ids.update(int(i) for i in (getattr(tok, "added_tokens_decoder", None) or {}))
+    return ids
 
-    ``scaffold`` is what the template adds after the marker of the *final* assistant turn only
-    (thinking templates: ``<think>\n\n</think>\n`` after the last user message, nothing on history
-    turns). It is template text, not reply: labelling masks it. Empty for ordinary templates.
+
+def _is_blank(tok: Any, token_id: int) -> bool:
+    return _decode_single_token(tok, token_id).strip() == ""
+
+
+def _closing_token(tok: Any, after: list[int]) -> tuple[int | None, tuple[int, ...]]:
+    """(end-of-turn id, template whitespace before it) from the tokens after a reply.
+
+    A turn is closed by a special or added token (not whitespace) that follows the reply, possibly after whitespace
+    (``answer </s>``). Anything else after the reply (a lone ``▁``, ``"\n"``, the next role's name, or
+    nothing) means the template closes no turn: ``(None, ())``.
     """
-    tok = _tokenizer_of(tokenizer)
-    # A processor carries the chat template when its tokenizer does not; render with whichever has it.
-    renderer = tokenizer if getattr(tok, "chat_template", None) is None else tok
-    turn = lambda role, text: {"role": role, "content": [{"type": "text", "text": text}]}  # noqa: E731
-    final, stop = _marker_before(tok, *_render_pair(renderer, [turn("user", "hi"), turn("assistant", _SENTINEL)]),
-                                 _SENTINEL, "hi")
-    if not final:
-        raise ValueError("cannot derive turn markers: the assistant marker is empty")
+    structural = _structural_ids(tok)
+    for k, token in enumerate(after):
+        if _is_blank(tok, token):  # whitespace, even as an added token (Gemma's "\n"), closes nothing
+            continue
+        if token in structural:
+            return token, tuple(after[:k])
+        break
+    return None, ()
+
+
+def _open_turn(tok: Any, history: _Probe, final: _Probe, next_user: str) -> OpenTurn:
+    """What a template that closes no turn writes after an answer (see :mod:`vlmspec.collate.open_turns`)."""
+    user_at = history.text.find(next_user, history.sentinel_end)
+    between = [t for t, end in zip(history.after, history.after_ends) if end <= user_at] if user_at >= 0 else []
+    lead = 0
+    while lead < len(between) and _is_blank(tok, between[lead]):
+        lead += 1
+    if lead == len(between):
+        raise ValueError("cannot derive turn markers: the template closes no assistant turn and writes no role "
+                         "prefix before the next user turn, so an answer's end cannot be found")
+    return OpenTurn(separator=tuple(between[lead:]), lead=tuple(between[:lead]), suffix=tuple(final.after))
+
+
+def _render_probes(renderer: Any, tok: Any, content: Any) -> tuple[_Probe, _Probe]:
+    """(final-turn probe, history-turn probe) with message content built by *content*."""
+    turn = lambda role, text: {"role": role, "content": content(text)}  # noqa: E731
+    final = _probe(tok, *_render_pair(renderer, [turn("user", "hi"), turn("assistant", _SENTINEL)]), _SENTINEL, "hi")
     # A history turn (one followed by another user message) may open differently.
     history_conv = [turn("user", "hi"), turn("assistant", _SENTINEL), turn("user", "ok"), turn("assistant", "done")]
     full_text, _ = _render_pair(renderer, history_conv)
     prefix_text = renderer.apply_chat_template(history_conv[:1], tokenize=False)
-    history, history_stop = _marker_before(tok, full_text, prefix_text, _SENTINEL, "hi")
-    if history == final or not history or history_stop != stop:
-        return final, stop, []
-    if final[: len(history)] == history:
-        return history, stop, final[len(history):]
-    if history[-len(final):] == final:
-        return final, stop, []  # history turns carry extra text (e.g. an empty think block) before the marker
-    raise ValueError("cannot derive turn markers: history and final assistant turns open with unrelated tokens "
-                     f"({history} vs {final})")
+    return final, _probe(tok, full_text, prefix_text, _SENTINEL, "hi")
+
+
+def _derive_turn_layout(tokenizer: Any) -> TurnLayout:
+    """The template's :class:`TurnLayout`, derived from sentinel renderings (see :func:`_derive_turn_markers`).
+
+    ``scaffold`` is what the template adds after the marker of the *final* assistant turn only
+    (thinking templates: ``<think>\n\n</think>\n`` after the last user message, nothing on history
+    turns). It is template text, not reply: labelling masks it. Empty for ordinary templates.
+    Templates are probed with list content (``[{"type": "text", ...}]``) and, when that renders no
+    reply, with string content.
+    """
+    tok = _tokenizer_of(tokenizer)
+    # A processor carries the chat template when its tokenizer does not; render with whichever has it.
+    renderer = tokenizer if getattr(tok, "chat_template", None) is None else tok
+    try:
+        final, history = _render_probes(renderer, tok, lambda text: [{"type": "text", "text": text}])
+    except ValueError as list_error:
+        try:
+            final, history = _render_probes(renderer, tok, lambda text: text)
+        except ValueError:
+            raise list_error from None
+    if not final.marker:
+        raise ValueError("cannot derive turn markers: the assistant marker is empty")
+    stop, pre_stop = _closing_token(tok, final.after)
+    history_stop, _ = _closing_token(tok, history.after)
+    open_turn = _open_turn(tok, history, final, "ok") if stop is None else None
+    marker, scaffold = final.marker, []
+    if history.marker and history.marker != final.marker and history_stop == stop:
+        if final.marker[: len(history.marker)] == history.marker:
+            marker, scaffold = history.marker, final.marker[len(history.marker):]
+        elif history.marker[-len(final.marker):] != final.marker:
+            raise ValueError("cannot derive turn markers: history and final assistant turns open with unrelated "
+                             f"tokens ({history.marker} vs {final.marker})")
+        # else: history turns carry extra text (e.g. an empty think block) before the marker
+    return TurnLayout(marker, stop, scaffold, gap=final.gap if final.gap.strip() == "" else "",
+                      pre_stop=pre_stop, open_turn=open_turn)
 
 
 def _derive_turn_markers(tokenizer: Any) -> tuple[list[int], int]:
@@ -174,10 +265,19 @@ def _derive_turn_markers(tokenizer: Any) -> tuple[list[int], int]:
     turns (an empty ``<think></think>`` block on the final turn only) get the marker that opens
     *every* assistant turn: the one of a history turn, of which the final turn's is an extension.
 
-    Raises ``ValueError`` when the sentinel cannot be located or the marker comes out empty.
+    The end-of-turn id is the special or added token that follows the reply, possibly after template
+    whitespace (``answer </s>``).
+
+    Raises ``ValueError`` when the sentinel cannot be located or the marker comes out empty, and when
+    the template closes no turn (``USER: … ASSISTANT: answer USER: …``): the token after the reply is
+    then ordinary text (a lone ``▁``), and using it as a stop would cut answers at their first ``▁``.
+    :func:`build_labels_from_template` handles such templates (:mod:`vlmspec.collate.open_turns`).
     """
-    marker, stop, _ = _derive_turn_layout(tokenizer)
-    return marker, stop
+    layout = _derive_turn_layout(tokenizer)
+    if layout.stop is None:
+        raise ValueError("cannot derive turn markers: the template closes no assistant turn (no special or added "
+                         "token follows the reply), so there is no end-of-turn id")
+    return layout.marker, layout.stop
 
 
 def _build_labels_from_markers(input_ids_batch: torch.Tensor, assistant_marker: list[int], stop_id: int) -> torch.Tensor:
@@ -367,8 +467,8 @@ def _template_identity(template: Any) -> Any:
     return repr(template)
 
 
-def _resolve_turn_layout(processor: Any) -> tuple[list[int], int, list[int]] | None:
-    """(assistant_marker, stop_id, scaffold) for *processor*, or None when neither strategy applies.
+def _resolve_turn_layout(processor: Any) -> TurnLayout | None:
+    """The :class:`TurnLayout` of *processor*, or None when neither strategy applies.
 
     Computed once per (tokenizer, chat template): the result is cached on the tokenizer under a key
     made of the strategy, both chat templates (processor's and tokenizer's) and the vocabulary size,
@@ -385,7 +485,7 @@ def _resolve_turn_layout(processor: Any) -> tuple[list[int], int, list[int]] | N
     if fast:
         marker, stop = _get_assistant_marker(tok), _get_stop_token_id(tok)
         if marker is not None and stop is not None:
-            result = (marker, stop, [])
+            result = TurnLayout(marker, stop, [])
     if result is None:
         try:
             result = _derive_turn_layout(processor)
@@ -402,15 +502,20 @@ def _resolve_turn_layout(processor: Any) -> tuple[list[int], int, list[int]] | N
 
 
 def resolve_turn_markers(processor: Any) -> tuple[list[int], int] | None:
-    """(assistant_marker, stop_id) for *processor*, or None when neither strategy applies (cached)."""
+    """(assistant_marker, stop_id) for *processor*, or None when neither strategy applies (cached).
+
+    ``stop_id`` is -1 (a token that never occurs) when the template closes no turn.
+    """
     layout = _resolve_turn_layout(processor)
-    return None if layout is None else (layout[0], layout[1])
+    if layout is None:
+        return None
+    return layout.marker, (-1 if layout.stop is None else layout.stop)
 
 
 def resolve_turn_scaffold(processor: Any) -> list[int]:
     """Template text that opens only the final assistant turn (see :func:`_derive_turn_layout`); [] if none."""
     layout = _resolve_turn_layout(processor)
-    return [] if layout is None else layout[2]
+    return [] if layout is None else layout.scaffold
 
 
 def build_labels_from_template(input_ids_batch: torch.Tensor, conversations: Sequence[Sequence[dict[str, Any]]], processor: Any) -> torch.Tensor:
@@ -421,16 +526,59 @@ def build_labels_from_template(input_ids_batch: torch.Tensor, conversations: Seq
     2. General path: :func:`_derive_turn_markers` renders a sentinel conversation (Gemma and others).
     3. If both fail, the legacy :func:`build_labels` with a warning: it is sensitive to tokenization
        context and may leave samples with no supervised tokens.
+
+    Templates that close no turn (no special token after the reply: ``USER: … ASSISTANT: answer``)
+    supervise each answer up to where the template's text resumes (:mod:`vlmspec.collate.open_turns`).
+    Template whitespace between the marker and the answer, or between the answer and its stop, is
+    never supervised unless BPE fused it with answer characters.
     """
     _check_label_inputs(input_ids_batch, conversations)
-    markers = resolve_turn_markers(processor)
-    if markers is None:
+    layout = _resolve_turn_layout(processor)
+    if layout is None:
         logger.warning("falling back to legacy pattern-matching labels for %s", type(processor).__name__)
         return build_labels(input_ids_batch, conversations, processor)
-    marker, stop = markers
-    labels = _build_labels_from_markers(input_ids_batch, marker, stop)
-    labels = _label_straddled_turns(labels, input_ids_batch, marker, stop, _tokenizer_of(processor))
-    return _mask_scaffold(labels, input_ids_batch, marker + resolve_turn_scaffold(processor), len(marker))
+    tok = _tokenizer_of(processor)
+    marker = layout.marker
+    if layout.open_turn is not None:
+        starts = _exact_starts(input_ids_batch, marker) + _straddled_starts(input_ids_batch, marker, tok)
+        labels = label_open_turns(input_ids_batch, starts, marker, layout.open_turn, getattr(tok, "pad_token_id", None))
+    else:
+        labels = _build_labels_from_markers(input_ids_batch, marker, layout.stop)
+        labels = _label_straddled_turns(labels, input_ids_batch, marker, layout.stop, tok)
+    if layout.gap or layout.pre_stop:
+        labels = _mask_template_whitespace(labels, input_ids_batch, layout, tok)
+    return _mask_scaffold(labels, input_ids_batch, marker + layout.scaffold, len(marker))
+
+
+def _exact_starts(input_ids: torch.Tensor, marker: list[int]) -> list[tuple[int, int]]:
+    """``(row, position)`` of the first token after every complete *marker* in ``input_ids [B, L]``."""
+    length = input_ids.shape[1]
+    if not marker or length <= len(marker):
+        return []
+    flat = np.ascontiguousarray(input_ids.cpu().numpy()).reshape(-1)
+    found = _pattern_starts(flat, length, [int(t) for t in marker], room=1) + len(marker)
+    return [(int(f) // length, int(f) % length) for f in found]
+
+
+def _mask_template_whitespace(labels: torch.Tensor, input_ids: torch.Tensor, layout: TurnLayout, tok: Any) -> torch.Tensor:
+    """Unsupervise the template's whitespace around answers that tokenized on its own.
+
+    labels, input_ids: ``[B, L]`` (unshifted). ``layout.gap`` (``ASSISTANT: answer``): a token right
+    after a marker whose text is exactly the gap (a lone ``▁`` before ``"56"``); ``layout.pre_stop``
+    (``answer </s>``): those tokens right before a supervised stop.
+    """
+    labels = labels.clone()
+    if layout.gap:
+        for row, pos in _exact_starts(input_ids, layout.marker):
+            if _decode_single_token(tok, int(input_ids[row, pos])) == layout.gap:
+                labels[row, pos] = IGNORE_INDEX
+    k = len(layout.pre_stop)
+    if k and layout.stop is not None:
+        head = torch.as_tensor(layout.pre_stop, dtype=input_ids.dtype, device=input_ids.device)
+        for row, pos in ((input_ids == layout.stop) & (labels != IGNORE_INDEX)).nonzero().tolist():
+            if pos >= k and bool((input_ids[row, pos - k : pos] == head).all()):
+                labels[row, pos - k : pos] = IGNORE_INDEX
+    return labels
 
 
 def _mask_scaffold(labels: torch.Tensor, input_ids: torch.Tensor, opener: list[int], marker_len: int) -> torch.Tensor:
@@ -455,20 +603,21 @@ def _mask_scaffold(labels: torch.Tensor, input_ids: torch.Tensor, opener: list[i
             end += 1
         labels[row, pos + marker_len: end] = IGNORE_INDEX
     return labels
-def _label_straddled_turns(labels: torch.Tensor, input_ids: torch.Tensor, marker: list[int], stop: int, tokenizer: Any) -> torch.Tensor:
-    """Label turns whose marker's last token merged with the reply's leading whitespace.
+def _straddled_starts(input_ids: torch.Tensor, marker: list[int], tokenizer: Any) -> list[tuple[int, int]]:
+    """``(row, position)`` of turns whose marker's last token fused with the reply's first characters.
 
     BPE can fuse the marker's trailing ``"\n"`` with a reply that starts with whitespace
-    (``assistant\n`` + ``"   \nhi"`` -> ``'\n   \n'``), so the exact marker never occurs and the turn
-    would get no labels. Such a turn opens with ``marker[:-1]`` followed by a token whose text starts
-    with the marker's last token text; that fused token carries reply characters and is supervised.
+    (``assistant\n`` + ``"   \nhi"`` -> ``'\n   \n'``), so the exact marker never occurs. Such a turn opens
+    with ``marker[:-1]`` followed by a token whose text starts with the marker's last token's text,
+    compared as decoded text or as vocabulary pieces (SentencePiece ``▁`` + ``▁It`` decodes to
+    ``""``/``"It"``); the position is that fused token, which carries reply characters.
     """
     if len(marker) < 2:
-        return labels
+        return []
     k = len(marker) - 1
     length = input_ids.shape[1]
     if length <= k:
-        return labels
+        return []
     if input_ids.device.type == "cpu" and not input_ids.dtype.is_floating_point:
         flat = np.ascontiguousarray(input_ids.numpy()).reshape(-1)
         found = _pattern_starts(flat, length, [int(t) for t in marker[:-1]], room=1)
@@ -480,14 +629,38 @@ def _label_straddled_turns(labels: torch.Tensor, input_ids: torch.Tensor, marker
         nxt = input_ids[:, k:]
         candidates = (starts & (nxt != marker[-1])).nonzero().tolist()
     if not candidates:
-        return labels
-    tail = _decode_single_token(tokenizer, marker[-1])
-    labels = labels.clone()
+        return []
+    tails = (_decode_single_token(tokenizer, marker[-1]), _piece(tokenizer, marker[-1]))
+    out = []
     for row, pos in candidates:
-        first = pos + k
-        fused = _decode_single_token(tokenizer, int(input_ids[row, first]))
-        if not tail or not fused.startswith(tail) or fused == tail:
-            continue
+        token = int(input_ids[row, pos + k])
+        for tail, fused in zip(tails, (_decode_single_token(tokenizer, token), _piece(tokenizer, token))):
+            if tail and fused.startswith(tail) and fused != tail:
+                out.append((row, pos + k))
+                break
+    return out
+
+
+def _piece(tokenizer: Any, token_id: int) -> str:
+    """The vocabulary piece of *token_id* (``"▁It"``, ``"ĊĊ"``); ``""`` when the tokenizer has none."""
+    try:
+        piece = tokenizer.convert_ids_to_tokens(int(token_id))
+    except Exception:
+        return ""
+    return piece if isinstance(piece, str) else ""
+
+
+def _label_straddled_turns(labels: torch.Tensor, input_ids: torch.Tensor, marker: list[int], stop: int, tokenizer: Any) -> torch.Tensor:
+    """Label turns whose marker's last token merged with the reply (see :func:`_straddled_starts`).
+
+    labels, input_ids: ``[B, L]`` (unshifted). Each such turn is copied from the fused token up to and
+    including the next ``stop`` (to the row's end when none follows).
+    """
+    starts = _straddled_starts(input_ids, marker, tokenizer)
+    if not starts:
+        return labels
+    labels = labels.clone()
+    for row, first in starts:
         stops = (input_ids[row, first:] == stop).nonzero()
         end = first + int(stops[0]) + 1 if len(stops) else input_ids.shape[1]
         labels[row, first:end] = input_ids[row, first:end]
