@@ -5,6 +5,7 @@ Subcommands::
     vlmspec report [--dir DIR]                 the last conformance report, as Markdown
     vlmspec families [--json]                  the family registry (fixtures/families/*.json)
     vlmspec pack MODEL [--force]               materialize a model's offline pack, print its provenance
+    vlmspec provenance MODEL [--write]         the PROVENANCE.md file table of its folders (--write: update it)
     vlmspec diff-template MODEL [--fixture ID] rendered template and labeled spans of one fixture
     vlmspec goldens [MODEL]                    golden folders, their transformers lines and overlays
 
@@ -147,19 +148,28 @@ def cmd_pack(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_provenance(args: argparse.Namespace, out: TextIO) -> int:
-    """Print the ``| file | bytes | sha256 |`` table for a family folder's PROVENANCE.md."""
-    from vlmspec.hub.recipe import PackError, family_folder, sha256_bytes
+    """Print (or with ``--write``, update in place) the ``| file | bytes | sha256 |`` table of a family
+    folder's PROVENANCE.md. Only folders in this checkout are written; third-party data is read-only."""
+    from vlmspec.hub.recipe import PackError, family_folder, provenance_table, write_provenance_table
 
     try:
         folder = family_folder(args.model)
     except PackError as exc:
         out.write(f"vlmspec provenance: {exc}\n")
         return 1
-    out.write(f"<!-- {folder.path} -->\n| file | bytes | sha256 |\n|---|---|---|\n")
-    for path in sorted(folder.path.iterdir()):
-        if path.is_file() and not path.name.startswith("PROVENANCE.md"):
-            data = path.read_bytes()
-            out.write(f"| {path.name} | {len(data)} | `{sha256_bytes(data)}` |\n")
+    root = Path(__file__).resolve().parents[1]
+    for path in folder.folders:
+        if not args.write:
+            out.write(f"<!-- {path} -->\n{provenance_table(path)}")
+        elif not path.resolve().is_relative_to(root):
+            out.write(f"{path}: not written (third-party data outside this checkout)\n")
+        else:
+            try:
+                changed = write_provenance_table(path)
+            except PackError as exc:
+                out.write(f"vlmspec provenance: {exc}\n")
+                return 1
+            out.write(f"{path / 'PROVENANCE.md'}: {'table updated' if changed else 'table already current'}\n")
     return 0
 
 
@@ -324,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("provenance", help="sha256 file table for a family folder's PROVENANCE.md")
     p.add_argument("model", metavar="MODEL")
+    p.add_argument("--write", action="store_true", help="update the table in PROVENANCE.md in place")
     p.set_defaults(func=cmd_provenance)
 
     p = sub.add_parser("diff-template", help="rendered template and labeled spans for one fixture")

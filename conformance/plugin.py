@@ -147,6 +147,7 @@ def _has_family_data(model_id: str) -> bool:
 def selected_specs(config: pytest.Config) -> list:
     if "specs" in _STATE:
         return _STATE["specs"]
+    from .hub_access import hub_unreachable, unknown_model_message
     from .loading import TRUST_REMOTE_CODE, load_processor
     from .registry import adhoc_spec, closest_ids
 
@@ -162,13 +163,15 @@ def selected_specs(config: pytest.Config) -> list:
             _STATE.setdefault("notes", []).append(f"--model {model_id} taken as {prefixed[0]} (unambiguous prefix)")
             specs.append(registry[prefixed[0]])
             continue
-        close = closest_ids(model_id)
+        online = bool(config.getoption("--online"))
+        if online:
+            unreachable = hub_unreachable()
+            if unreachable is not None:
+                raise pytest.UsageError(f"--model {model_id}: not in the registry, and {unreachable}")
         try:
             processor = load_processor(model_id)
         except Exception as exc:
-            hint = f" Closest registered ids: {', '.join(close)}." if close else ""
-            raise pytest.UsageError(f"--model {model_id}: not in the registry and cannot be loaded "
-                                    f"({type(exc).__name__}: {str(exc)[:200]}).{hint}") from None
+            raise pytest.UsageError(unknown_model_message(model_id, exc, online, closest_ids(model_id))) from None
         specs.append(adhoc_spec(model_id, processor))
     for prefix in config.getoption("--family"):
         hits = [s for s in registry.values() if s.family.lower().startswith(prefix.lower())
@@ -231,6 +234,7 @@ def _cell(item: pytest.Item) -> tuple[str, str, str, str | None, object] | None:
     return spec.label, spec.model_id, getattr(item.module, "CHECK", item.name), getattr(case, "id", None), spec
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: the case that reports a refused pack must run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from . import impl
     from .registry import expected_failure_for
@@ -238,6 +242,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     names = impl.names()
     if any(_cell(item) for item in items):
         _registry()  # a bad findings file: a usage error naming it, before any case runs
+    refused = _refused_packs({cell[1] for cell in map(_cell, items) if cell is not None and cell[4] is not None
+                              and cell[4].registered})
+    reported: dict[str, str] = {}
     for item in items:
         cell = _cell(item)
         if cell is None:
@@ -245,6 +252,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         label, model_id, check, case_id, spec = cell
         item.add_marker(pytest.mark.xdist_group(name=model_id))
         info: dict = {"model": label, "check": check, "case": case_id}
+        if model_id in refused:
+            # one failure per model carries the pack's message; its other cases would only repeat it
+            if model_id in reported:
+                item.add_marker(pytest.mark.skip(reason=f"{model_id}: pack refused or unbuildable, reported once "
+                                                        f"on {reported[model_id]}: {refused[model_id].splitlines()[0]}"))
+            else:
+                reported[model_id] = item.nodeid
+                item.stash[_PACK_REFUSED] = refused[model_id]
+            item.user_properties.append(("vlmspec", info))
+            continue
         skip = spec.skip(check, case_id) if spec is not None else None
         if skip is not None:
             item.add_marker(pytest.mark.skip(reason=skip.reason))
@@ -253,6 +270,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xfail(reason=xf.reason + (f" ({xf.link})" if xf.link else ""), strict=True))
             info["xfail"] = {"reason": xf.reason, "link": xf.link}
         item.user_properties.append(("vlmspec", info))
+
+
+_PACK_REFUSED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """The one case that reports a model's refused pack fails with the pack's whole message."""
+    message = item.stash.get(_PACK_REFUSED, None)
+    if message is not None:
+        from vlmspec.hub import PackError
+
+        raise PackError(message)
+
+
+def _refused_packs(model_ids: set[str]) -> dict[str, str]:
+    """``{model id: first line of the PackError}`` for the selected models whose pack cannot be built."""
+    from vlmspec.hub import PackError
+
+    from .loading import pack_for
+
+    refused = {}
+    for model_id in sorted(model_ids):
+        try:
+            pack_for(model_id)
+        except PackError as exc:
+            refused[model_id] = str(exc)
+    return refused
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -276,8 +321,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if hasattr(report, "wasxfail"):
             del report.wasxfail
         report.user_properties.append(("vlmspec_env", dependency.message))
+    elif _is_pack_error(exc) and _PACK_REFUSED not in item.stash:
+        # a fixture pack the harness cannot build says nothing about the implementation; the model's
+        # own row fails once with the message (see pytest_collection_modifyitems)
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), (item.location[1] or 0) + 1,
+                           f"Skipped: fixture pack refused or unbuildable: {str(exc).splitlines()[0]}")
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
     report.user_properties.append(("vlmspec_evidence", evidence))
     return report
+
+
+def _is_pack_error(exc: BaseException) -> bool:
+    from vlmspec.hub import PackError
+
+    return isinstance(exc, PackError)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

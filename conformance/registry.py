@@ -294,7 +294,7 @@ def expected_failure_for(model_label: str, model_id: str, check: str, fixture: s
 def closest_ids(model_id: str, n: int = 3) -> list[str]:
     ids = list(load_registry())
     lowered = {i.lower(): i for i in ids}
-    hits = [lowered[m] for m in difflib.get_close_matches(model_id.lower(), list(lowered), n=n, cutoff=0.4)]
+    hits = [lowered[m] for m in difflib.get_close_matches(model_id.lower(), list(lowered), n=n, cutoff=0.8)]
     # prefix matches first: 'Qwen/Qwen2.5-VL-3B' -> 'Qwen/Qwen2.5-VL-3B-Instruct'
     prefix = [i for i in ids if i.lower().startswith(model_id.lower())]
     return list(dict.fromkeys(prefix + hits))[:n]

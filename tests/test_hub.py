@@ -364,3 +364,59 @@ def test_gguf_recipe_rebuilds_an_spm_bpe_tokenizer():
         build_tokenizer_json(recipe, _tiny_gguf([("tokenizer.ggml.model", 8, "llama"), *kv[1:]]))
     with pytest.raises(PackError, match="not a GGUF file"):
         build_tokenizer_json(recipe, b"{}")
+
+
+def _project_copy(tmp_path, monkeypatch):
+    """A copy of the Qwen2.5 folder as a project pack (fixtures/packs), the only kind `--write` edits."""
+    from vlmspec.hub import recipe as recipe_mod
+
+    packs = tmp_path / "packs"
+    shutil.copytree(family_folder(QWEN25).path, packs / "Qwen--Qwen2.5-VL-3B-Instruct")
+    monkeypatch.setenv("VLMSPEC_FAMILIES", str(tmp_path / "no-third-party"))
+    monkeypatch.setattr(recipe_mod, "PROJECT_PACKS", packs)
+    monkeypatch.setattr("vlmspec.hub.cache.PROJECT_PACKS", packs)
+    return packs / "Qwen--Qwen2.5-VL-3B-Instruct"
+
+
+def test_a_file_missing_from_the_provenance_table_is_refused(isolated_cache, tmp_path, monkeypatch):
+    folder = _project_copy(tmp_path, monkeypatch)
+    (folder / "generation_config.json").write_text("{}")
+    with pytest.raises(PackError, match=r"generation_config.json is not in PROVENANCE.md's file table.*"
+                                        r"vlmspec provenance --write Qwen/Qwen2.5-VL-3B-Instruct"):
+        materialize(QWEN25)
+
+
+def test_a_project_recipe_edit_without_a_table_update_is_refused(isolated_cache, tmp_path, monkeypatch):
+    folder = _project_copy(tmp_path, monkeypatch)
+    from vlmspec.hub.recipe import write_provenance_table
+
+    write_provenance_table(folder)  # the shared copy's table may predate its recipe
+    materialize(QWEN25)
+    recipe = folder / "tokenizer_recipe.json"
+    recipe.write_text(recipe.read_text().replace("{", '{"note": "edited",', 1))
+    with pytest.raises(PackError, match="tokenizer_recipe.json differs from the sha256 recorded"):
+        materialize(QWEN25)
+
+
+def test_provenance_write_updates_only_the_table(isolated_cache, tmp_path, monkeypatch):
+    from vlmspec.hub.recipe import provenance_table, recorded_table, sha256_bytes, write_provenance_table
+
+    folder = _project_copy(tmp_path, monkeypatch)
+    (folder / "generation_config.json").write_text("{}")
+    prose_before = [line for line in (folder / "PROVENANCE.md").read_text().splitlines() if not line.startswith("|")]
+    assert write_provenance_table(folder) is True
+    assert write_provenance_table(folder) is False  # idempotent
+    text = (folder / "PROVENANCE.md").read_text()
+    assert [line for line in text.splitlines() if not line.startswith("|")] == prose_before
+    assert provenance_table(folder) in text
+    assert recorded_table(folder)["generation_config.json"] == sha256_bytes(b"{}")
+    assert materialize(QWEN25).fixture_class == "DERIVED"  # now vouched for
+
+
+def test_provenance_write_cli_leaves_third_party_data_alone(capsys):
+    from conformance.cli import main
+
+    before = (family_folder(QWEN25).path / "PROVENANCE.md").read_bytes()
+    assert main(["provenance", "--write", QWEN25]) == 0
+    assert "not written (third-party data outside this checkout)" in capsys.readouterr().out
+    assert (family_folder(QWEN25).path / "PROVENANCE.md").read_bytes() == before

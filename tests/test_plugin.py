@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from conformance import impl
+from vlmspec.hub.recipe import family_folder
+
+from .conftest import QWEN25
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +39,54 @@ def test_list_models_shows_every_record_with_its_class():
 def test_unknown_model_suggests_closest_ids():
     out = _pytest("--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--collect-only", "-q")
     assert out.returncode != 0
-    assert "not in the registry and cannot be loaded" in out.stderr
-    assert "Qwen/Qwen2.5-VL-3B-Instruct" in out.stderr
+    assert "not a registered model, and your Hugging Face cache" in out.stderr
+    assert "Registered ids close to it: Qwen/Qwen2.5-VL-3B-Instruct" in out.stderr
+
+
+def test_unknown_model_offline_says_what_to_do_and_suggests_nothing_unrelated():
+    out = _pytest("--model", "llava-hf/llava-1.5-7b-hf", "--collect-only", "-q")
+    assert out.returncode != 0
+    err = out.stderr
+    assert "--online" in err and "`hf download llava-hf/llava-1.5-7b-hf`" in err and "docs/adding-a-family.md" in err
+    assert "close to it" not in err
+    assert "couldn't find them in the cached files." in err  # the loader's reason, whole
+
+
+def test_an_unreachable_hub_fails_fast_with_one_message():
+    """--online against an endpoint that accepts connections and never answers: seconds, not minutes."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: [accepted.append(server.accept()) for _ in range(8)], daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+    started = time.monotonic()
+    out = _pytest("--online", "--model", "llava-hf/llava-1.5-7b-hf", "--collect-only", "-q",
+                  env={"HF_ENDPOINT": endpoint})
+    elapsed = time.monotonic() - started
+    server.close()
+    assert out.returncode != 0
+    assert f"the Hub at {endpoint} is unreachable from here" in out.stderr
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+
+
+@pytest.mark.slow  # a pytest run in a subprocess over one model's cases
+def test_a_refused_pack_is_one_failure_per_model(tmp_path):
+    families = tmp_path / "families"
+    shutil.copytree(family_folder(QWEN25).path, families / family_folder(QWEN25).path.name)
+    template = families / family_folder(QWEN25).path.name / "chat_template.json"
+    template.write_text(template.read_text().replace("assistant", "assistent"))
+    out = _pytest("--model", QWEN25, "-k", "labels or golden", "-q",
+                  env={"VLMSPEC_FAMILIES": str(families), "VLMSPEC_HUB_CACHE": str(tmp_path / "hub")})
+    assert out.returncode == 1
+    summary = out.stdout.strip().splitlines()[-1]
+    assert summary.startswith("1 failed,") and " skipped" in summary, summary
+    assert "chat_template.json differs from the sha256 recorded in PROVENANCE.md" in out.stdout
+    assert "pack refused or unbuildable, reported once on" in out.stdout
 
 
 @pytest.mark.slow  # a pytest run in a subprocess

@@ -23,12 +23,15 @@ from huggingface_hub.utils import WeakFileLock
 
 from .fingerprints import fingerprints_for, verify_tokenizer_json
 from .recipe import (
+    META_FILES,
+    PROJECT_PACKS,
     FamilyFolder,
     PackError,
     build_extra_files,
     build_tokenizer_json,
     family_folder,
     fetch_registry_file,
+    recorded_table,
     sha256_bytes,
 )
 
@@ -133,6 +136,35 @@ def _folder_digest(folder: FamilyFolder) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+def _verify_folder_files(model_id: str, folder: FamilyFolder) -> None:
+    """Every file of the family folder is in its PROVENANCE.md table, with the recorded sha256."""
+    unlisted = folder.unrecorded()
+    if unlisted:
+        raise PackError(
+            f"{model_id}: {', '.join(str(p) for p in unlisted)} "
+            f"{'is' if len(unlisted) == 1 else 'are'} not in PROVENANCE.md's file table, so nothing vouches for "
+            f"{'it' if len(unlisted) == 1 else 'them'}. Record the source in PROVENANCE.md, then update the table "
+            f"with `vlmspec provenance --write {model_id}` (or remove the file).")
+    for path in folder.folders:
+        for name, want in recorded_table(path).items():
+            if name in META_FILES and path.resolve().parent != PROJECT_PACKS.resolve():
+                # third-party data: its recipe is pinned by the sha256 of what it downloads, and its
+                # table is the curator's; only the files that go into the pack must match it
+                continue
+            if not (path / name).is_file():
+                if path != folder.folders[0]:
+                    continue  # an overlay's table may also list the third-party files it extends
+                raise PackError(f"{model_id}: PROVENANCE.md in {path} lists {name}, which is missing; restore it, "
+                                f"or update the table with `vlmspec provenance --write {model_id}`")
+            got = sha256_bytes((path / name).read_bytes())
+            if got != want:
+                raise PackError(
+                    f"{model_id}: {path / name} differs from the sha256 recorded in PROVENANCE.md\n"
+                    f"  expected {want}\n  actual   {got}\n"
+                    "Restore the family folder, or update PROVENANCE.md if the change is reviewed "
+                    f"(`vlmspec provenance --write {model_id}`).")
+
+
 def materialize(model_id: str, cache: Path | None = None, force: bool = False, folder: FamilyFolder | None = None) -> Pack:
     """Build (or reuse) the pack for ``model_id``. Idempotent and safe against concurrent workers.
 
@@ -168,16 +200,8 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
                 f"{model_id}: {folder.path} has no tokenizer_recipe.json, so no pack can be built from "
                 "registry files (this family needs a SYNTHETIC stand-in processor)"
             )
+        _verify_folder_files(model_id, folder)
         files = folder.snapshot_files()
-        recorded = folder.recorded_sha256()
-        for name, data in files.items():
-            want = recorded.get(name)
-            if want is not None and sha256_bytes(data) != want:
-                raise PackError(
-                    f"{model_id}: {folder.path / name} differs from the sha256 recorded in PROVENANCE.md\n"
-                    f"  expected {want}\n  actual   {sha256_bytes(data)}\n"
-                    "Restore the family folder, or update PROVENANCE.md if the change is reviewed."
-                )
         base = fetch_registry_file(recipe, cache / ".vlmspec-downloads")
         files.update(build_extra_files(recipe, base))
         files["tokenizer.json"] = build_tokenizer_json(recipe, base)

@@ -37,7 +37,7 @@ __all__ = [
 
 FAMILIES_ENV = "VLMSPEC_FAMILIES"
 # Files of a family folder that describe the pack rather than belong in the HF snapshot.
-_META_FILES = frozenset({"PROVENANCE.md", "special_tokens.json", "tokenizer_recipe.json"})
+META_FILES = _META_FILES = frozenset({"PROVENANCE.md", "special_tokens.json", "tokenizer_recipe.json"})
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 # A project pack whose recipe says ``"extends": "third-party"`` supersedes the third-party folder's recipe
 # and files of the same name; the third-party folder's other files (configs) are still used.
@@ -179,17 +179,72 @@ class FamilyFolder:
                           if p.is_file() and p.name not in _META_FILES})
         return files
 
+    def unrecorded(self) -> list[Path]:
+        """Files of the pack's folders that their folder's PROVENANCE.md file table does not list."""
+        out = []
+        for folder in self.folders:
+            listed = recorded_table(folder)
+            out.extend(p for p in sorted(folder.iterdir())
+                       if p.is_file() and p.name != "PROVENANCE.md" and p.name not in listed)
+        return out
+
     def recorded_sha256(self) -> dict[str, str]:
         """sha256 of each file as recorded in its folder's PROVENANCE.md file table."""
         out: dict[str, str] = {}
         for folder in self.folders:
-            text = (folder / "PROVENANCE.md").read_text(encoding="utf-8")
-            table = {m.group(1): m.group(2)
-                     for m in re.finditer(r"\|\s*([\w.\-]+)\s*\|\s*\d+\s*\|\s*`([0-9a-f]{64})`", text)}
+            table = recorded_table(folder)
             if folder != self.folders[0]:  # the overlay's table speaks for the overlay's files only
                 table = {k: v for k, v in table.items() if (folder / k).is_file()}
             out.update(table)
         return out
+
+
+_TABLE_ROW = re.compile(r"^\|\s*([\w.\-]+)\s*\|\s*\d+\s*\|\s*`([0-9a-f]{64})`\s*\|\s*$", re.MULTILINE)
+_TABLE_HEAD = "| file | bytes | sha256 |\n|---|---|---|\n"
+
+
+def recorded_table(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` from the ``| file | bytes | sha256 |`` table of *folder*'s PROVENANCE.md."""
+    provenance = folder / "PROVENANCE.md"
+    if not provenance.is_file():
+        return {}
+    return {m.group(1): m.group(2) for m in _TABLE_ROW.finditer(provenance.read_text(encoding="utf-8"))}
+
+
+def provenance_table(folder: Path) -> str:
+    """The ``| file | bytes | sha256 |`` table of every file in *folder* but PROVENANCE.md (sorted)."""
+    rows = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != "PROVENANCE.md":
+            data = path.read_bytes()
+            rows.append(f"| {path.name} | {len(data)} | `{sha256_bytes(data)}` |\n")
+    return _TABLE_HEAD + "".join(rows)
+
+
+def write_provenance_table(folder: Path) -> bool:
+    """Replace the file table in *folder*'s PROVENANCE.md (append one if it has none); True if it changed.
+
+    Only the table is rewritten: the prose around it (sources, edits, class) is the reviewer's.
+    """
+    provenance = folder / "PROVENANCE.md"
+    if not provenance.is_file():
+        raise PackError(f"{folder}: no PROVENANCE.md to update; write its sources and class first "
+                        "(see docs/adding-a-family.md)")
+    text = provenance.read_text(encoding="utf-8")
+    table = provenance_table(folder)
+    lines = text.splitlines(keepends=True)
+    head = next((i for i, line in enumerate(lines) if line.strip() == _TABLE_HEAD.splitlines()[0]), None)
+    if head is None:
+        new = text.rstrip("\n") + "\n\n" + table
+    else:
+        end = head + 1
+        while end < len(lines) and lines[end].lstrip().startswith("|"):
+            end += 1
+        new = "".join(lines[:head]) + table + "".join(lines[end:])
+    if new == text:
+        return False
+    provenance.write_text(new, encoding="utf-8")
+    return True
 
 
 def _extends_third_party(folder: Path) -> bool:
