@@ -63,8 +63,11 @@ def load_processor(model_id: str) -> Any:
 
 
 def fixture_class(spec: FamilySpec) -> str:
-    pack = pack_for(spec.model_id) if spec.registered else None
-    return pack.fixture_class if pack is not None else ("REAL" if not spec.registered else "UNKNOWN")
+    """The pack's class; ``REAL (cache)`` / ``REAL (hub)`` for a model loaded from the user's files."""
+    if not spec.registered:
+        return "REAL (cache)" if offline() else "REAL (hub)"
+    pack = pack_for(spec.model_id)
+    return pack.fixture_class if pack is not None else "UNKNOWN"
 
 
 def collate_for(spec: FamilySpec) -> Callable:
@@ -77,13 +80,19 @@ def collate_for(spec: FamilySpec) -> Callable:
 
 @cache
 def load_tiny_model(model_id: str, model_class: str) -> torch.nn.Module:
-    """Random-weight fp32 model from the pack's tiny ``config.json`` (seeded, eval mode)."""
+    """Random-weight fp32 model from the pack's tiny ``config.json`` (seeded, eval mode).
+
+    A model with no pack (one nobody registered) gets its real ``config.json`` from the HF cache or the
+    Hub, shrunk by :func:`conformance.tiny.tiny_model`.
+    """
     import transformers
     from transformers import AutoConfig
 
     pack = pack_for(model_id)
     if pack is None:
-        raise PackError(f"{model_id}: no pack, so no tiny config for a forward check")
+        from .tiny import tiny_model
+
+        return tiny_model(getattr(transformers, model_class), AutoConfig.from_pretrained(model_id))
     config = AutoConfig.from_pretrained(model_id, cache_dir=str(pack.cache_dir))
     config._attn_implementation = "eager"  # deterministic reference numerics
     torch.manual_seed(0)

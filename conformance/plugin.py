@@ -147,9 +147,10 @@ def _has_family_data(model_id: str) -> bool:
 def selected_specs(config: pytest.Config) -> list:
     if "specs" in _STATE:
         return _STATE["specs"]
+    from .derive import derive_record
     from .hub_access import hub_unreachable, unknown_model_message
     from .loading import TRUST_REMOTE_CODE, load_processor
-    from .registry import adhoc_spec, closest_ids
+    from .registry import closest_ids
 
     TRUST_REMOTE_CODE["enabled"] = bool(config.getoption("--trust-remote-code"))
     registry = _registry()
@@ -172,7 +173,11 @@ def selected_specs(config: pytest.Config) -> list:
             processor = load_processor(model_id)
         except Exception as exc:
             raise pytest.UsageError(unknown_model_message(model_id, exc, online, closest_ids(model_id))) from None
-        specs.append(adhoc_spec(model_id, processor))
+        derived = derive_record(model_id, processor, "hub" if online else "cache")
+        _STATE.setdefault("notes", []).append(
+            f"--model {model_id}: no record; derived from the {'Hub' if online else 'HF cache'} (REAL). Not run: "
+            + "; ".join(f"{check} ({why})" for check, why in sorted(derived.not_run.items())))
+        specs.append(derived.spec)
     for prefix in config.getoption("--family"):
         hits = [s for s in registry.values() if s.family.lower().startswith(prefix.lower())
                 or s.model_id.lower().startswith(prefix.lower())]
@@ -372,10 +377,12 @@ def _fixture_class(model_id: str) -> str:
     if model_id == IMPL_ROW:
         return "—"
     try:
-        from .loading import pack_for
+        from .loading import offline, pack_for
 
         pack = pack_for(model_id)
-        return pack.fixture_class if pack is not None else "REAL (hub)"
+        if pack is None:  # a model nobody registered, loaded from the user's files
+            return "REAL (cache)" if offline() else "REAL (hub)"
+        return pack.fixture_class
     except Exception:
         return "UNKNOWN"
 

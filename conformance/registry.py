@@ -303,10 +303,3 @@ def closest_ids(model_id: str, n: int = 3) -> list[str]:
 def closest_check(name: str) -> str | None:
     """The nearest valid check name (family or implementation-level), for error messages."""
     return closest(name, (*CHECKS, *IMPL_CHECKS))
-
-
-def adhoc_spec(model_id: str, processor: Any) -> FamilySpec:
-    """A record for an unregistered model that the Hub (or the HF cache) provides: label checks only."""
-    return FamilySpec(model_id=model_id, family=model_id.split("/")[0].lower(),
-                      processor_class=type(processor).__name__, collate="auto",
-                      checks=("labels", "label_consistency"), registered=False)
