@@ -16,6 +16,9 @@ from vlmspec.hub.recipe import family_folder
 from .registry import FamilySpec
 
 TRUST_REMOTE_CODE = {"enabled": False}
+HUB_MODELS: set[str] = set()
+"""Registered models whose processor comes from the Hub, not the pack (``--online --model ID``): a
+template changed on the Hub then shows up as a golden diff."""
 
 
 @cache
@@ -57,8 +60,9 @@ def load_processor(model_id: str) -> Any:
             raise PackError(f"{model_id}: processor_factory {factory!r} needs the family's pack, and none can be built")
         return _factory(factory)(pack)
     kwargs: dict[str, Any] = {"trust_remote_code": TRUST_REMOTE_CODE["enabled"]}
-    if pack is not None:
-        kwargs["cache_dir"] = str(pack.cache_dir)
+    if pack is not None and model_id not in HUB_MODELS:
+        # the pack is complete and verified: never ask the Hub about it, even in an --online run
+        kwargs.update(cache_dir=str(pack.cache_dir), local_files_only=True)
     return AutoProcessor.from_pretrained(model_id, **kwargs)
 
 
@@ -66,6 +70,8 @@ def fixture_class(spec: FamilySpec) -> str:
     """The pack's class; ``REAL (cache)`` / ``REAL (hub)`` for a model loaded from the user's files."""
     if not spec.registered:
         return "REAL (cache)" if offline() else "REAL (hub)"
+    if spec.model_id in HUB_MODELS:
+        return "REAL (hub)"
     pack = pack_for(spec.model_id)
     return pack.fixture_class if pack is not None else "UNKNOWN"
 

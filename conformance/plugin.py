@@ -149,22 +149,29 @@ def selected_specs(config: pytest.Config) -> list:
         return _STATE["specs"]
     from .derive import derive_record
     from .hub_access import hub_unreachable, unknown_model_message
-    from .loading import TRUST_REMOTE_CODE, load_processor
+    from .loading import HUB_MODELS, TRUST_REMOTE_CODE, load_processor
     from .registry import closest_ids
 
     TRUST_REMOTE_CODE["enabled"] = bool(config.getoption("--trust-remote-code"))
     registry = _registry()
     specs = []
+    online = bool(config.getoption("--online"))
     for model_id in config.getoption("--model"):
         if model_id in registry:
             specs.append(registry[model_id])
+            if online and not registry[model_id].extra.get("processor_factory"):
+                unreachable = hub_unreachable()
+                if unreachable is not None:
+                    raise pytest.UsageError(f"--model {model_id} --online reads the Hub's files, and {unreachable}")
+                HUB_MODELS.add(model_id)  # the Hub's files, not the pack: template changes become golden diffs
+                _STATE.setdefault("notes", []).append(f"--model {model_id}: processor from the Hub (--online), "
+                                                      "not the pack; the tiny model stays the pack's")
             continue
         prefixed = [i for i in registry if i.lower().startswith(model_id.lower())]
         if len(prefixed) == 1:
             _STATE.setdefault("notes", []).append(f"--model {model_id} taken as {prefixed[0]} (unambiguous prefix)")
             specs.append(registry[prefixed[0]])
             continue
-        online = bool(config.getoption("--online"))
         if online:
             unreachable = hub_unreachable()
             if unreachable is not None:
@@ -377,8 +384,10 @@ def _fixture_class(model_id: str) -> str:
     if model_id == IMPL_ROW:
         return "—"
     try:
-        from .loading import offline, pack_for
+        from .loading import HUB_MODELS, offline, pack_for
 
+        if model_id in HUB_MODELS:
+            return "REAL (hub)"
         pack = pack_for(model_id)
         if pack is None:  # a model nobody registered, loaded from the user's files
             return "REAL (cache)" if offline() else "REAL (hub)"
