@@ -38,14 +38,18 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _forward(spec: FamilySpec, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, bool]:
-    """fp32 logits ``[B, L-1, V]`` and whether the vision tower ran."""
+def _forward(spec: FamilySpec, batch: dict[str, torch.Tensor],
+             position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
+    """fp32 logits ``[B, L-1, V]`` and whether the vision tower ran (``position_ids``: ``[B, L-1]``, optional)."""
     model = load_tiny_model(spec.model_id, spec.model_class)
     fired = []
     handle = resolve_module(model, spec.vision_module).register_forward_hook(lambda *a: fired.append(True))
+    inputs = model_inputs(batch)
+    if position_ids is not None:
+        inputs["position_ids"] = position_ids
     try:
         with torch.no_grad():
-            logits = model(**model_inputs(batch)).logits
+            logits = model(**inputs).logits
     finally:
         handle.remove()
     return logits, bool(fired)
@@ -91,6 +95,12 @@ def check_fake_image_invisible(spec: FamilySpec, case: Case) -> None:
 
 
 def _compare_real_logits(spec, case, fake, row, plain, check, plain_row=0) -> None:
+    """The fake row's real tokens and their logits equal the plain row's; otherwise every cause found.
+
+    The diagnosis does not stop at the first cause: changed real tokens, shifted positions (the plain
+    sample run at the positions its tokens get behind the masked image) and state carried through the
+    masked tokens (the fake sample run with positions derived from attention_mask) are each measured.
+    """
     where = header(spec, case.id, check)
     real = fake["attention_mask"][row] != 0
     plain_real = plain["attention_mask"][plain_row] != 0
@@ -101,27 +111,79 @@ def _compare_real_logits(spec, case, fake, row, plain, check, plain_row=0) -> No
     plain_real = plain_real & (plain_real.cumsum(0) <= n)
     ids_fake = fake["input_ids"][row][real]
     ids_plain = plain["input_ids"][plain_row][plain_real]
-    if not torch.equal(ids_fake, ids_plain):
-        raise CheckFailure(f"{where} the real tokens of the fake-image sample differ from the plain sample's tokens:\n"
-                           f"  fake : {ids_fake.tolist()}\n  plain: {ids_plain.tolist()}")
-    if spec.model_class is None:
-        return  # no tiny model for this family (stand-in processor): masking + identical real tokens only
+    causes = []
+    tokens_differ = not torch.equal(ids_fake, ids_plain)
+    if tokens_differ:
+        causes.append("the real tokens of the fake-image sample differ from the plain sample's tokens:\n"
+                      f"  fake : {ids_fake.tolist()}\n  plain: {ids_plain.tolist()}")
+    if spec.model_class is None:  # no tiny model for this family (stand-in processor): tokens only
+        if causes:
+            raise CheckFailure(f"{where} {causes[0]}")
+        return
     logits_fake, fired = _forward(spec, fake)
     logits_plain, _ = _forward(spec, plain)
     if not fired:
         raise CheckFailure(f"{where} the vision tower ({spec.vision_module}) did not run on the fake image")
-    diff = (logits_fake[row][real] - logits_plain[plain_row][plain_real]).abs()
-    worst = float(diff.max())
-    if worst > TOLERANCE:
-        per_pos = diff.amax(-1)
-        bad = (per_pos > TOLERANCE).nonzero().flatten().tolist()
+    if not tokens_differ:
+        diff = (logits_fake[row][real] - logits_plain[plain_row][plain_real]).abs()
+        worst = float(diff.max())
+        if worst <= TOLERANCE:
+            return
+        bad = (diff.amax(-1) > TOLERANCE).nonzero().flatten().tolist()
         tok = load_processor(spec.model_id).tokenizer
         ids = ids_plain.tolist()
-        raise CheckFailure("\n".join([
-            f"{where} the fake image changes real-token logits: max |Δ| = {worst:.3e} > {TOLERANCE:g} "
-            f"at {len(bad)} of {len(ids)} real positions; the mask does not make the image invisible",
-            "affected tokens (positions among the real tokens):", *decode_runs(tok, ids, bad)[:8],
-        ]))
+        causes.append("\n".join([
+            f"the fake image changes real-token logits: max |Δ| = {worst:.3e} > {TOLERANCE:g} at {len(bad)} of "
+            f"{len(ids)} real positions; the mask does not make the image invisible",
+            "affected tokens (positions among the real tokens):", *decode_runs(tok, ids, bad)[:8]]))
+    causes += _diagnose(spec, fake, row, plain, plain_row, real, plain_real, logits_plain, tokens_differ)
+    if len(causes) == 1:
+        raise CheckFailure(f"{where} {causes[0]}")
+    raise CheckFailure("\n".join([f"{where} the fake image is not invisible; {len(causes)} causes:",
+                                   *(f"{k}. {c}" for k, c in enumerate(causes, 1))]))
+
+
+def _takes_1d_positions(spec: FamilySpec) -> bool:
+    import inspect
+
+    from .pp.spec import uses_mrope
+
+    if uses_mrope(spec):
+        return False  # 3-D M-RoPE positions come from the image grid, not from a 1-D index
+    model = load_tiny_model(spec.model_id, spec.model_class)
+    return "position_ids" in inspect.signature(model.forward).parameters
+
+
+def _diagnose(spec, fake, row, plain, plain_row, real, plain_real, logits_plain, tokens_differ) -> list[str]:
+    """Causes beyond the first: shifted positions, and state carried through masked tokens."""
+    if not _takes_1d_positions(spec):
+        return []
+    out = []
+    at_fake = real.nonzero().flatten()  # where the real tokens sit in the fake row
+    width = plain["input_ids"].shape[1]
+    shifted = torch.arange(width)
+    shifted[plain_real.nonzero().flatten()] = at_fake
+    if int(plain["attention_mask"][plain_row].sum()) > len(at_fake):  # the plain row's tail continues from there
+        tail = torch.arange(int(plain_real.nonzero().max()) + 1, width)
+        shifted[tail] = at_fake.max() + 1 + torch.arange(len(tail))
+    if not torch.equal(at_fake, torch.arange(len(at_fake))):
+        moved, _ = _forward(spec, plain, shifted.expand(plain["input_ids"].shape[0], -1).clone())
+        effect = float((moved[plain_row][plain_real] - logits_plain[plain_row][plain_real]).abs().max())
+        if effect > TOLERANCE:
+            offset = int(at_fake[-1]) - (len(at_fake) - 1)
+            out.append(f"shifted positions: the real tokens sit up to {offset} positions later behind the masked image, "
+                       f"and the model's positions follow the sequence index, not attention_mask (the shift alone "
+                       f"changes the plain sample's logits by max |Δ| = {effect:.3e})")
+    if not tokens_differ:
+        mask = fake["attention_mask"]
+        from_mask = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        logits, _ = _forward(spec, fake, from_mask)
+        residual = float((logits[row][real] - logits_plain[plain_row][plain_real]).abs().max())
+        if residual > TOLERANCE:
+            out.append("state carried through the masked tokens: with positions derived from attention_mask the real-"
+                       f"token logits still differ by max |Δ| = {residual:.3e} (a recurrent or convolution state, or "
+                       "another path that ignores attention_mask)")
+    return out
 
 
 def check_fake_image_mixed_batch(spec: FamilySpec, text_case: Case, image_case: Case) -> None:
