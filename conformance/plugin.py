@@ -98,11 +98,12 @@ def forget_implementation_results() -> None:
     first one's results. Oracle references and the tiny models (never patched: stages are deep copies)
     are the harness's own and stay.
     """
-    from . import checks, loading
+    from . import checks, fake_checks, loading
     from .pp import batches, staged
 
     loading.load_processor.cache_clear()
-    for cache in (checks._COLLATED, batches._BATCHES, batches._FALLBACKS, staged._STAGES, staged._REFUSALS):
+    for cache in (checks._COLLATED, batches._BATCHES, batches._FALLBACKS, staged._STAGES, staged._REFUSALS,
+                  fake_checks._DIAGNOSES):
         cache.clear()
 
 

@@ -5,12 +5,33 @@ from __future__ import annotations
 
 import pytest
 
+from conformance import fake_checks
 from conformance.checks import CheckFailure
 from conformance.corpus import load_corpus
 from conformance.fake_checks import check_fake_image_invisible
 from conformance.registry import load_registry
 
 CASE = next(c for c in load_corpus() if c.id == "single_turn_text")
+
+
+@pytest.fixture(autouse=True)
+def fresh_diagnoses(monkeypatch):
+    """Conformance items in the same session may already have used this cell's full diagnoses."""
+    monkeypatch.setattr(fake_checks, "_DIAGNOSES", {})
+
+
+def test_later_failures_quote_the_measured_causes(monkeypatch):
+    """After DIAGNOSED_CASES full diagnoses of a cell, a failure quotes what they found."""
+    monkeypatch.setattr(fake_checks, "DIAGNOSED_CASES", 1)
+    spec = load_registry()["microsoft/Phi-4-multimodal-instruct"]
+    other = next(c for c in load_corpus() if c.id == "multi_turn_text")
+    messages = []
+    for case in (CASE, other):
+        with pytest.raises(CheckFailure) as info:
+            check_fake_image_invisible(spec, case)
+        messages.append(str(info.value))
+    assert "2. shifted positions" in messages[0]
+    assert "2. further causes measured on single_turn_text (not re-measured here): shifted positions" in messages[1]
 
 
 def _failure(model_id: str) -> str:
