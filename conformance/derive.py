@@ -88,6 +88,22 @@ def vision_tokens(processor: Any) -> tuple[list[str], str | None]:
     return names, placeholder
 
 
+def audio_tokens(processor: Any) -> list[str]:
+    """The processor's declared audio tokens that its tokenizer knows (``audio_token``, ``audio_bos_token``, ...).
+
+    No conformance check reads audio yet; the derived record's notes name them so a reviewer sees them.
+    """
+    tok = processor.tokenizer
+    found = []
+    for name in sorted(vars(processor)):
+        value = getattr(processor, name, None)
+        if "audio" in name and name.endswith("token") and isinstance(value, str) and value not in found:
+            tid = tok.convert_tokens_to_ids(value)
+            if isinstance(tid, int) and tid != tok.unk_token_id:
+                found.append(value)
+    return found
+
+
 def _candidates(media_keys: set[str]) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for key in sorted(k for k in media_keys if k.startswith("image_grid_")):
@@ -264,6 +280,9 @@ def derive_record(model_id: str, processor: Any, source: str) -> Derived:
             not_run["pp_staged_forward"] = why
     ordered = tuple(c for c in CHECKS if c in checks)
     notes = f"derived from the {source}; not run: " + "; ".join(f"{c}: {r}" for c, r in sorted(not_run.items()))
+    audio = audio_tokens(processor)
+    if audio:
+        notes += f"; audio tokens {', '.join(audio)} (no check reads audio yet)"
     spec = FamilySpec(model_id=model_id, family=model_id.split("/")[0].lower(),
                       processor_class=type(processor).__name__, collate="auto", checks=ordered, registered=False,
                       extra={"pp": pp, "notes": notes} if pp else {"notes": notes}, **spec_kwargs)

@@ -135,3 +135,11 @@ def test_an_unregistered_model_from_the_hf_cache_runs_every_derivable_check(tmp_
         assert {c: row["checks"][c]["status"] for c in checks} == dict.fromkeys(checks, "pass")
         assert "Not run: fake_image_mixed_batch (needs a registered record" in out.stdout
     assert len(list((tmp_path / "golden" / "someone--qwen25-vl-finetune").glob("*"))) >= 25
+
+
+def test_audio_tokens_are_named_from_the_processor():
+    from conformance.derive import audio_tokens
+
+    assert set(audio_tokens(load_processor("Qwen/Qwen3-Omni-30B-A3B-Instruct"))) == {
+        "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>"}
+    assert audio_tokens(load_processor("Qwen/Qwen2.5-VL-3B-Instruct")) == []
