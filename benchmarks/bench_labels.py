@@ -145,19 +145,29 @@ def bench_labels(proc, repeat: int) -> bool:
         derivations: list = []
         for cold in (False, True):
             timings["scan", cold] = median_ms(lambda: _build_labels_from_markers(ids, marker, stop), repeat, cold)
-            with counting(labels_mod, "_derive_turn_markers", derivations), \
-                    counting(labels_mod, "_get_assistant_marker", derivations):
-                timings["template", cold] = median_ms(lambda: build_labels_from_template(ids, [[]] * 8, proc), repeat, cold)
+            with (
+                counting(labels_mod, "_derive_turn_markers", derivations),
+                counting(labels_mod, "_get_assistant_marker", derivations),
+            ):
+                timings["template", cold] = median_ms(
+                    lambda: build_labels_from_template(ids, [[]] * 8, proc), repeat, cold
+                )
             timings["copy", cold] = median_ms(lambda: ids.numpy().copy(), repeat, cold)
         results[length] = timings
         for key, name in (("scan", "_build_labels_from_markers"), ("template", "build_labels_from_template")):
             warm_ms, cold_ms = timings[key, False], timings[key, True]
-            print(f"  {name:27s} B=8 L={length:6d}: warm {warm_ms:7.3f} ms {n / warm_ms / 1e3:6.1f} M tok/s | "
-                  f"cold {cold_ms:7.3f} ms {n / cold_ms / 1e3:6.1f} M tok/s | per-token loop {base_ms:7.1f} ms "
-                  f"{n / base_ms / 1e3:5.2f} M tok/s (x{base_ms / warm_ms:,.0f} warm)")
-        print(f"  {'ids.copy() (memory floor)':27s} B=8 L={length:6d}: warm {timings['copy', False]:7.3f} ms | "
-              f"cold {timings['copy', True]:7.3f} ms")
-        print(f"  turn-marker derivations during {4 * (repeat + 1)} build_labels_from_template calls: {len(derivations)}")
+            print(
+                f"  {name:27s} B=8 L={length:6d}: warm {warm_ms:7.3f} ms {n / warm_ms / 1e3:6.1f} M tok/s | "
+                f"cold {cold_ms:7.3f} ms {n / cold_ms / 1e3:6.1f} M tok/s | per-token loop {base_ms:7.1f} ms "
+                f"{n / base_ms / 1e3:5.2f} M tok/s (x{base_ms / warm_ms:,.0f} warm)"
+            )
+        print(
+            f"  {'ids.copy() (memory floor)':27s} B=8 L={length:6d}: warm {timings['copy', False]:7.3f} ms | "
+            f"cold {timings['copy', True]:7.3f} ms"
+        )
+        print(
+            f"  turn-marker derivations during {4 * (repeat + 1)} build_labels_from_template calls: {len(derivations)}"
+        )
         ok &= len(derivations) == 0
     for key, name in (("scan", "_build_labels_from_markers"), ("template", "build_labels_from_template")):
         rate = 8 * 8192 / (results[8192][key, False] / 1e3)
@@ -165,8 +175,10 @@ def bench_labels(proc, repeat: int) -> bool:
         cold_scale = results[65536][key, True] / results[8192][key, True]
         good = rate >= TARGET_TOKENS_PER_S and cold_scale <= MAX_SCALING
         ok &= good
-        print(f"  {name}: L=8192 {rate / 1e6:.0f} M tokens/s (target >= 20); L=65536 vs L=8192 time "
-              f"x{cold_scale:.1f} cold (target <= ~8), x{warm_scale:.1f} warm -> {'PASS' if good else 'FAIL'}")
+        print(
+            f"  {name}: L=8192 {rate / 1e6:.0f} M tokens/s (target >= 20); L=65536 vs L=8192 time "
+            f"x{cold_scale:.1f} cold (target <= ~8), x{warm_scale:.1f} warm -> {'PASS' if good else 'FAIL'}"
+        )
     copy_warm = results[65536]["copy", False] / results[8192]["copy", False]
     copy_cold = results[65536]["copy", True] / results[8192]["copy", True]
     print(f"  floor: ids.copy() itself scales x{copy_warm:.1f} warm, x{copy_cold:.1f} cold for x8 tokens")
@@ -176,19 +188,33 @@ def bench_labels(proc, repeat: int) -> bool:
 def bench_collate(proc, repeat: int) -> None:
     from PIL import Image
 
-    examples = [{"conversation": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (224 + 16 * i, 224), (i * 30, 80, 160))},
-                                     {"type": "text", "text": f"Describe picture number {i} in one sentence."}]},
-        {"role": "assistant", "content": f"Picture {i} is a flat colour field with no objects in it at all."},
-    ]} for i in range(8)]
+    examples = [
+        {
+            "conversation": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image", "image": Image.new("RGB", (224 + 16 * i, 224), (i * 30, 80, 160))},
+                        {"type": "text", "text": f"Describe picture number {i} in one sentence."},
+                    ],
+                },
+                {"role": "assistant", "content": f"Picture {i} is a flat colour field with no objects in it at all."},
+            ]
+        }
+        for i in range(8)
+    ]
     qwen2_5_collate_fn(examples, proc)  # warm up
     cls = type(proc)
     buckets: dict[str, float] = {}
     total = 0.0
-    with timing(cls, "__call__", buckets), timing(cls, "apply_chat_template", buckets), \
-            timing(default_mod, "build_labels_from_template", buckets), timing(default_mod, "prepare_conversations", buckets), \
-            timing(default_mod, "mask_fake_vision_tokens_batch", buckets):
+    with (
+        timing(cls, "__call__", buckets),
+        timing(cls, "apply_chat_template", buckets),
+        timing(default_mod, "build_labels_from_template", buckets),
+        timing(default_mod, "prepare_conversations", buckets),
+        timing(default_mod, "mask_fake_vision_tokens_batch", buckets),
+    ):
         for _ in range(repeat):
             t0 = time.perf_counter()
             batch = qwen2_5_collate_fn(examples, proc)
@@ -198,12 +224,18 @@ def bench_collate(proc, repeat: int) -> None:
     labels_ms = buckets.get("build_labels_from_template", 0) / repeat * 1e3
     prepare_ms = buckets.get("prepare_conversations", 0) / repeat * 1e3
     rest_ms = per_batch - processor_ms - labels_ms - prepare_ms
-    print(f"  qwen2_5_collate_fn, 8 one-image samples ({tuple(batch['input_ids'].shape)} tokens, "
-          f"{tuple(batch['pixel_values'].shape)} pixels): {per_batch:.1f} ms/batch = {8 / (per_batch / 1e3):.0f} samples/s")
-    print(f"    processor (chat template {buckets.get('apply_chat_template', 0) / repeat * 1e3:.1f} ms + processor call "
-          f"{buckets.get('__call__', 0) / repeat * 1e3:.1f} ms): {processor_ms:.1f} ms ({processor_ms / per_batch:.0%})")
-    print(f"    vlmspec: prepare (validate, deep copy, RGB) {prepare_ms:.2f} ms, labels {labels_ms:.2f} ms, "
-          f"mask/shift/bf16/counts {rest_ms:.2f} ms -> {per_batch - processor_ms:.1f} ms ({1 - processor_ms / per_batch:.0%})")
+    print(
+        f"  qwen2_5_collate_fn, 8 one-image samples ({tuple(batch['input_ids'].shape)} tokens, "
+        f"{tuple(batch['pixel_values'].shape)} pixels): {per_batch:.1f} ms/batch = {8 / (per_batch / 1e3):.0f} samples/s"
+    )
+    print(
+        f"    processor (chat template {buckets.get('apply_chat_template', 0) / repeat * 1e3:.1f} ms + processor call "
+        f"{buckets.get('__call__', 0) / repeat * 1e3:.1f} ms): {processor_ms:.1f} ms ({processor_ms / per_batch:.0%})"
+    )
+    print(
+        f"    vlmspec: prepare (validate, deep copy, RGB) {prepare_ms:.2f} ms, labels {labels_ms:.2f} ms, "
+        f"mask/shift/bf16/counts {rest_ms:.2f} ms -> {per_batch - processor_ms:.1f} ms ({1 - processor_ms / per_batch:.0%})"
+    )
 
 
 def main() -> None:

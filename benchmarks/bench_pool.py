@@ -45,8 +45,10 @@ def main() -> None:
     for kind in ("avg", "last"):
         torch.testing.assert_close(pool(h, m, kind), baseline(h, m, kind), atol=1e-5, rtol=1e-5)
         ours, base = timeit(lambda: pool(h, m, kind)), timeit(lambda: baseline(h, m, kind))
-        print(f"pool[{kind}] B={args.batch} L={args.length} H={args.hidden}: {ours:.2f} ms "
-              f"(baseline per-row loop {base:.2f} ms, x{base / ours:.1f})")
+        print(
+            f"pool[{kind}] B={args.batch} L={args.length} H={args.hidden}: {ours:.2f} ms "
+            f"(baseline per-row loop {base:.2f} ms, x{base / ours:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ def make_batch(batch_size: int, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     counts = torch.randint(0, 4, (batch_size,), generator=gen)
     n_images = int(counts.sum())
-    grid = torch.cat([torch.ones(n_images, 1, dtype=torch.long), 2 * torch.randint(4, 17, (n_images, 2), generator=gen)], 1)
+    grid = torch.cat(
+        [torch.ones(n_images, 1, dtype=torch.long), 2 * torch.randint(4, 17, (n_images, 2), generator=gen)], 1
+    )
     pixel_values = torch.randn(int(grid.prod(-1).sum()), 3 * 2 * 14 * 14, generator=gen)
     return pixel_values, grid, counts
 

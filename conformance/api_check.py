@@ -85,38 +85,52 @@ def signature_problems(name: str, documented: Sequence[str], signature: inspect.
             continue
         if wanted in ("args", "kwargs"):
             star = "**" if wanted == "kwargs" else "*"
-            problems.append(f"{name}: documented {star}{wanted} has no counterpart: documented extra arguments are rejected")
+            problems.append(
+                f"{name}: documented {star}{wanted} has no counterpart: documented extra arguments are rejected"
+            )
             continue
         guess = _rename_guess(wanted, position, params, [u for u in undocumented if u not in renamed])
         absorbed = " (only a **kwargs would swallow it)" if "kwargs" in by_name else ""
         if guess:
             renamed.add(guess)
-            problems.append(f"{name}: documented parameter '{wanted}' has no counterpart (renamed to '{guess}'?){absorbed}")
+            problems.append(
+                f"{name}: documented parameter '{wanted}' has no counterpart (renamed to '{guess}'?){absorbed}"
+            )
         else:
             problems.append(f"{name}: documented parameter '{wanted}' has no counterpart{absorbed}")
-    for kind, what, fails in ((inspect.Parameter.KEYWORD_ONLY, "keyword-only", "a positional call"),
-                              (inspect.Parameter.POSITIONAL_ONLY, "positional-only", "a keyword call")):
+    for kind, what, fails in (
+        (inspect.Parameter.KEYWORD_ONLY, "keyword-only", "a positional call"),
+        (inspect.Parameter.POSITIONAL_ONLY, "positional-only", "a keyword call"),
+    ):
         hits = [w for w in want if w in by_name and by_name[w].kind is kind]
         if hits:
             listed = ", ".join(f"'{w}'" for w in hits)
-            problems.append(f"{name}: parameter{'s' if len(hits) > 1 else ''} {listed} {'are' if len(hits) > 1 else 'is'} "
-                            f"{what}; the page documents {'them' if len(hits) > 1 else 'it'} positional-or-keyword "
-                            f"({fails} fails)")
+            problems.append(
+                f"{name}: parameter{'s' if len(hits) > 1 else ''} {listed} {'are' if len(hits) > 1 else 'is'} "
+                f"{what}; the page documents {'them' if len(hits) > 1 else 'it'} positional-or-keyword "
+                f"({fails} fails)"
+            )
     present = [w for w in want if w in by_name]
     actual_order = [_documented_name(p) for p in params if _documented_name(p) in present]
     if actual_order != present:
-        problems.append(f"{name}: parameters reordered: documented ({', '.join(present)}), "
-                        f"implementation ({', '.join(actual_order)})")
+        problems.append(
+            f"{name}: parameters reordered: documented ({', '.join(present)}), "
+            f"implementation ({', '.join(actual_order)})"
+        )
     for index, param in enumerate(params):
         if param.name not in undocumented or param.name in renamed:
             continue
         if param.default is inspect.Parameter.empty:
-            problems.append(f"{name}: undocumented parameter '{param.name}' has no default: documented calls omit it and fail")
+            problems.append(
+                f"{name}: undocumented parameter '{param.name}' has no default: documented calls omit it and fail"
+            )
             continue
-        later = [p.name for p in params[index + 1:] if p.kind in _POSITIONAL and p.name in want]
+        later = [p.name for p in params[index + 1 :] if p.kind in _POSITIONAL and p.name in want]
         if param.kind in _POSITIONAL and later:
-            problems.append(f"{name}: undocumented parameter '{param.name}' comes before documented '{later[0]}': "
-                            f"a positional call binds to it")
+            problems.append(
+                f"{name}: undocumented parameter '{param.name}' comes before documented '{later[0]}': "
+                f"a positional call binds to it"
+            )
     return problems
 
 

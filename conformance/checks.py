@@ -47,7 +47,7 @@ class Collated:
     """One fixture through the family collate, plus the processor's unshifted ids for reference."""
 
     batch: dict[str, torch.Tensor]
-    full_ids: list[int]   # processor input_ids of the row (unshifted, unpadded), [L]
+    full_ids: list[int]  # processor input_ids of the row (unshifted, unpadded), [L]
     rendered: str
 
     @property
@@ -58,8 +58,13 @@ class Collated:
 
 
 def _images_in(conversation: list) -> list:
-    return [item["image"] for m in conversation if isinstance(m["content"], list)
-            for item in m["content"] if item.get("type") == "image"]
+    return [
+        item["image"]
+        for m in conversation
+        if isinstance(m["content"], list)
+        for item in m["content"]
+        if item.get("type") == "image"
+    ]
 
 
 def render_transform(spec: FamilySpec):
@@ -127,8 +132,10 @@ def check_shift_contract(spec: FamilySpec, case: Case, c: Collated) -> None:
     where = header(spec, case.id, "labels")
     ids = c.batch["input_ids"][0].tolist()
     if ids != c.full_ids[:-1]:
-        raise CheckFailure(f"{where} collate input_ids are not the processor's ids minus the last position "
-                           f"(len {len(ids)} vs {len(c.full_ids)})")
+        raise CheckFailure(
+            f"{where} collate input_ids are not the processor's ids minus the last position "
+            f"(len {len(ids)} vs {len(c.full_ids)})"
+        )
     labels = c.batch["labels"][0].tolist()
     bad = [t for t, v in enumerate(labels) if v != IGNORE and v != c.full_ids[t + 1]]
     if bad:
@@ -155,8 +162,10 @@ def check_labels_vs_oracle(spec: FamilySpec, case: Case) -> None:
         raise CheckFailure("\n".join(lines))
     n_assistant = sum(m["role"] == "assistant" for m in case.conversation)
     if n_assistant and not got:
-        raise CheckFailure(f"{header(spec, case.id, 'labels')} sample has {n_assistant} assistant turn(s) "
-                           "but zero supervised tokens (nan loss)")
+        raise CheckFailure(
+            f"{header(spec, case.id, 'labels')} sample has {n_assistant} assistant turn(s) "
+            "but zero supervised tokens (nan loss)"
+        )
 
 
 def legacy_vs_template(spec: FamilySpec, case: Case) -> dict[str, list[int]]:
@@ -171,8 +180,9 @@ def legacy_vs_template(spec: FamilySpec, case: Case) -> dict[str, list[int]]:
     # the processor's ids, not the collate's: this check judges the two label builders only
     ids = torch.tensor([reference_ids(spec, case)[0]])
     legacy = build_labels(input_ids_batch=ids, conversations=[case.conversation], processor=processor)[0]
-    template = build_labels_from_template(input_ids_batch=ids, conversations=[case.conversation],
-                                          processor=processor)[0]
+    template = build_labels_from_template(input_ids_batch=ids, conversations=[case.conversation], processor=processor)[
+        0
+    ]
     lpos = set((legacy != IGNORE).nonzero().flatten().tolist())
     tpos = set((template != IGNORE).nonzero().flatten().tolist())
     return {"mislabeled": sorted(lpos - tpos), "missed": sorted(tpos - lpos)}
@@ -190,10 +200,14 @@ def golden_record(spec: FamilySpec, case: Case) -> dict[str, Any]:
         "fixture_class": fixture_class(spec),
         "rendered": c.rendered,
         "tokens": [f"{i} {p}" for i, p in zip(c.full_ids, pieces)],
-        "supervised": [{"tokens": f"{a}-{b}", "text": tok.decode(c.full_ids[a : b + 1])} for a, b in runs(c.supervised)],
+        "supervised": [
+            {"tokens": f"{a}-{b}", "text": tok.decode(c.full_ids[a : b + 1])} for a, b in runs(c.supervised)
+        ],
         "attention_masked": [f"{a}-{b}" for a, b in runs([i for i, m in enumerate(mask) if m == 0])],
-        "tensors": {k: "x".join(map(str, v.shape)) + f" {str(v.dtype).removeprefix('torch.')}"
-                    for k, v in sorted(c.batch.items())},
+        "tensors": {
+            k: "x".join(map(str, v.shape)) + f" {str(v.dtype).removeprefix('torch.')}"
+            for k, v in sorted(c.batch.items())
+        },
     }
     for key in ("image_grid_thw", "n_images_per_sample", "n_videos_per_sample", "video_grid_thw"):
         if key in c.batch:

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 ROOT = Path(__file__).resolve().parents[1]
 
 # Supervised spans are wrapped in these markers when color is off (piped output, files, logs).
-OPEN, CLOSE = "\u27e6", "\u27e7"   # ⟦ ⟧
+OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧
 MASK_OPEN, MASK_CLOSE = "\u2039", "\u203a"  # ‹ › : attention_mask == 0 (padding, masked fake image)
 _GREEN, _DIM, _BOLD, _RESET = "\x1b[1;32m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
@@ -63,10 +63,15 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         line = None
     if line is not None:
         pinned = golden.pinned_line()
-        where = "the base goldens" if line == pinned else \
-            f"the {golden.OVERLAY_PREFIX}{line} overlays where present, else the base goldens"
-        out.write(f"\ngoldens: transformers {version} (line {line}; base goldens rendered with {pinned}) "
-                  f"was compared with {where}\n")
+        where = (
+            "the base goldens"
+            if line == pinned
+            else f"the {golden.OVERLAY_PREFIX}{line} overlays where present, else the base goldens"
+        )
+        out.write(
+            f"\ngoldens: transformers {version} (line {line}; base goldens rendered with {pinned}) "
+            f"was compared with {where}\n"
+        )
     out.write(f"\n_source: {path}_\n")
     return 0
 
@@ -88,27 +93,52 @@ def cmd_families(args: argparse.Namespace, out: TextIO) -> int:
 
     rows = []
     for spec in load_registry().values():
-        rows.append({
-            "model_id": spec.model_id, "family": spec.family, "fixture_class": _fixture_class(spec.model_id),
-            "processor": spec.processor_class, "collate": spec.collate,
-            "also_collate": list(getattr(spec, "also_collate", ()) or ()), "checks": list(spec.checks),
-            "expected_failures": [{"check": x.check, "fixtures": list(x.fixtures), "reason": x.reason, "link": x.link,
-                                   "impl": list(x.impls)} for x in spec.expected_failures],
-        })
+        rows.append(
+            {
+                "model_id": spec.model_id,
+                "family": spec.family,
+                "fixture_class": _fixture_class(spec.model_id),
+                "processor": spec.processor_class,
+                "collate": spec.collate,
+                "also_collate": list(getattr(spec, "also_collate", ()) or ()),
+                "checks": list(spec.checks),
+                "expected_failures": [
+                    {
+                        "check": x.check,
+                        "fixtures": list(x.fixtures),
+                        "reason": x.reason,
+                        "link": x.link,
+                        "impl": list(x.impls),
+                    }
+                    for x in spec.expected_failures
+                ],
+            }
+        )
     if args.json:
         out.write(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
         return 0
     header = ("model id", "family", "class", "processor", "collate", "checks", "xfail")
-    table = [header] + [(r["model_id"], r["family"], r["fixture_class"], r["processor"],
-                         "+".join([r["collate"], *r["also_collate"]]), ",".join(r["checks"]),
-                         str(len(r["expected_failures"]) or "")) for r in rows]
+    table = [header] + [
+        (
+            r["model_id"],
+            r["family"],
+            r["fixture_class"],
+            r["processor"],
+            "+".join([r["collate"], *r["also_collate"]]),
+            ",".join(r["checks"]),
+            str(len(r["expected_failures"]) or ""),
+        )
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
     out.write(f"\n{len(rows)} registered model(s); records in {ROOT / 'fixtures' / 'families'}\n")
     for name, found in load_impl_findings().items():
-        out.write(f"findings for {name} ({found.package}): {len(found.expected_failures)} expected failure(s) "
-                  f"in {found.source}\n")
+        out.write(
+            f"findings for {name} ({found.package}): {len(found.expected_failures)} expected failure(s) "
+            f"in {found.source}\n"
+        )
     return 0
 
 
@@ -127,14 +157,15 @@ def cmd_pack(args: argparse.Namespace, out: TextIO) -> int:
     source = m.get("source", {})
     out.write(f"pack        {pack.model_id}{' (rebuilt: --force)' if args.force else ''}\n")
     out.write(f"class       {pack.fixture_class}\n")
-    out.write(f"source      {source.get('registry')} package {source.get('package')} "
-              f"version {source.get('version')}\n")
+    out.write(f"source      {source.get('registry')} package {source.get('package')} version {source.get('version')}\n")
     out.write(f"            file {source.get('path')}\n")
     out.write(f"            sha256 {source.get('sha256')}\n")
     fingerprints = m.get("fingerprints") or {}
     if fingerprints:
-        out.write(f"vocabulary  {fingerprints.get('passed')}/{fingerprints.get('pairs')} fingerprint pairs passed "
-                  f"({fingerprints.get('vocabulary')} vocabulary; {', '.join(fingerprints.get('files', []))})\n")
+        out.write(
+            f"vocabulary  {fingerprints.get('passed')}/{fingerprints.get('pairs')} fingerprint pairs passed "
+            f"({fingerprints.get('vocabulary')} vocabulary; {', '.join(fingerprints.get('files', []))})\n"
+        )
     edits = m.get("edits") or {}
     if edits:
         out.write(f"edits       {json.dumps(edits, sort_keys=True)}\n")
@@ -213,7 +244,7 @@ def _segments(tokenizer: Any, ids: list[int], supervised: set[int], masked: set[
             i = j
             continue
         j = i + 1
-        while j < len(ids) and kinds[j] == kinds[i] and not (j + 3 < len(ids) and len(set(ids[j:j + 4])) == 1):
+        while j < len(ids) and kinds[j] == kinds[i] and not (j + 3 < len(ids) and len(set(ids[j : j + 4])) == 1):
             j += 1
         segments.append((kinds[i], tokenizer.decode(ids[i:j])))
         i = j
@@ -243,8 +274,11 @@ def _use_color(choice: str, out: TextIO) -> bool:
         return True
     if choice == "never":
         return False
-    return bool(getattr(out, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ and \
-        os.environ.get("TERM") != "dumb"
+    return (
+        bool(getattr(out, "isatty", lambda: False)())
+        and "NO_COLOR" not in os.environ
+        and os.environ.get("TERM") != "dumb"
+    )
 
 
 def cmd_diff_template(args: argparse.Namespace, out: TextIO) -> int:
@@ -267,10 +301,18 @@ def cmd_diff_template(args: argparse.Namespace, out: TextIO) -> int:
     masked = {t for t, v in enumerate(mask) if v == 0}
     color = _use_color(args.color, out)
     bold = (lambda s: f"{_BOLD}{s}{_RESET}") if color else (lambda s: s)
-    legend = (f"{_GREEN}green{_RESET} = supervised, {_DIM}dim{_RESET} = attention_mask 0" if color else
-              f"{OPEN}…{CLOSE} = supervised, {MASK_OPEN}…{MASK_CLOSE} = attention_mask 0")
-    out.write(bold(f"{spec.model_id} · {fixture_class(spec)} · collate {spec.collate} · fixture {case.id}"
-                   f" · implementation {impl.active()}") + "\n")
+    legend = (
+        f"{_GREEN}green{_RESET} = supervised, {_DIM}dim{_RESET} = attention_mask 0"
+        if color
+        else f"{OPEN}…{CLOSE} = supervised, {MASK_OPEN}…{MASK_CLOSE} = attention_mask 0"
+    )
+    out.write(
+        bold(
+            f"{spec.model_id} · {fixture_class(spec)} · collate {spec.collate} · fixture {case.id}"
+            f" · implementation {impl.active()}"
+        )
+        + "\n"
+    )
     if case.description:
         out.write(f"{case.description}\n")
     out.write("\n" + bold("rendered template") + "\n")
@@ -283,7 +325,7 @@ def cmd_diff_template(args: argparse.Namespace, out: TextIO) -> int:
     if not spans:
         out.write("  (none: this sample trains on nothing)\n")
     for a, b in spans:
-        out.write(f"  {a}-{b}: {tok.decode(c.full_ids[a:b + 1])!r}\n")
+        out.write(f"  {a}-{b}: {tok.decode(c.full_ids[a : b + 1])!r}\n")
     n_label = int((c.batch["labels"] != IGNORE).sum())
     out.write(f"\n{n_label} supervised label(s); labels are shifted (labels[t] is the target of input_ids[t]).\n")
     return 0
@@ -301,12 +343,16 @@ def cmd_goldens(args: argparse.Namespace, out: TextIO) -> int:
         if want not in folders:
             raise UsageProblem(f"no golden folder golden/{want}/ (folders: {', '.join(folders)})")
         folders = [want]
-    out.write(f"pinned line: transformers {golden.pinned_line()} (base goldens); "
-              f"this environment: transformers {golden.running_version()}\n")
+    out.write(
+        f"pinned line: transformers {golden.pinned_line()} (base goldens); "
+        f"this environment: transformers {golden.running_version()}\n"
+    )
     for folder in folders:
         base = len(list((golden.GOLDEN_DIR / folder).glob("*.json")))
-        overlays = [f"{line} ({len(list(golden.overlay_dir(folder, line).glob('*.json')))})"
-                    for line in golden.overlay_lines(folder)]
+        overlays = [
+            f"{line} ({len(list(golden.overlay_dir(folder, line).glob('*.json')))})"
+            for line in golden.overlay_lines(folder)
+        ]
         out.write(f"{folder}: {base} golden(s); overlays: {', '.join(overlays) or 'none'}\n")
         out.write(f"  compared with: {golden.describe(folder)}\n")
     return 0
@@ -341,8 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--fixture", default="multi_turn_text", metavar="ID", help="fixture id (default: multi_turn_text)")
     p.add_argument("--impl", default="vlmspec", metavar="NAME", help="implementation (as pytest --impl)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="ANSI color (auto: when stdout is a terminal); otherwise ⟦…⟧ markers")
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="ANSI color (auto: when stdout is a terminal); otherwise ⟦…⟧ markers",
+    )
     p.set_defaults(func=cmd_diff_template)
 
     p = sub.add_parser("goldens", help="golden folders, transformers lines and overlays")

@@ -31,8 +31,15 @@ from .registry import CHECKS, FamilySpec
 
 PROBE_SIZES = ((56, 56), (112, 84), (200, 130), (320, 240), (1000, 800))
 VISION_PROBE_SIZES = ((112, 84), (1000, 800))
-VISION_MODULES = ("model.visual", "model.vision_tower", "model.vision_model", "visual", "vision_tower",
-                  "vision_model", "model.vision_encoder")
+VISION_MODULES = (
+    "model.visual",
+    "model.vision_tower",
+    "model.vision_model",
+    "visual",
+    "vision_tower",
+    "vision_model",
+    "model.vision_encoder",
+)
 NEEDS_A_RECORD = {
     "fake_image_mixed_batch": "needs a registered record: known failures of mixed batches are recorded per family",
     "template_behaviour": "needs a registered record: template quirks are written down by a reviewer",
@@ -53,8 +60,10 @@ def _probe_conversation(image: Image.Image | None) -> list[dict[str, Any]]:
     user = [{"type": "text", "text": "What is in the picture?"}]
     if image is not None:
         user.insert(0, {"type": "image", "image": image})
-    return [{"role": "user", "content": user},
-            {"role": "assistant", "content": [{"type": "text", "text": "A square."}]}]
+    return [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": [{"type": "text", "text": "A square."}]},
+    ]
 
 
 def _encode(processor: Any, image: Image.Image | None) -> dict[str, Any]:
@@ -107,8 +116,9 @@ def audio_tokens(processor: Any) -> list[str]:
 def _candidates(media_keys: set[str]) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for key in sorted(k for k in media_keys if k.startswith("image_grid_")):
-        rules += [{"kind": "grid", "merge": m, **({"grid_key": key} if key != "image_grid_thw" else {})}
-                  for m in (1, 2, 3, 4)]
+        rules += [
+            {"kind": "grid", "merge": m, **({"grid_key": key} if key != "image_grid_thw" else {})} for m in (1, 2, 3, 4)
+        ]
     if "image_position_ids" in media_keys:
         rules += [{"kind": "valid_patches", "pool": p} for p in (1, 2, 3, 4)]
     if "image_sizes" in media_keys:
@@ -152,8 +162,14 @@ def tokens_per_image_rule(processor: Any, image_token: str) -> dict[str, Any] | 
     if len(counts) == 1 and "pixel_values" in keys and all(o["pixel_values"].shape[0] == 1 for o, _ in probes):
         rules.append({"kind": "fixed", "tokens": counts.pop()})
     for rule in rules:
-        probe_spec = FamilySpec(model_id="(probe)", family="", processor_class="", collate="auto", checks=(),
-                                extra={"pp": {"image_token": image_token, "tokens_per_image": rule}})
+        probe_spec = FamilySpec(
+            model_id="(probe)",
+            family="",
+            processor_class="",
+            collate="auto",
+            checks=(),
+            extra={"pp": {"image_token": image_token, "tokens_per_image": rule}},
+        )
         try:
             if all(tokens_per_image(probe_spec, media) == [n] for media, n in probes):
                 return rule
@@ -166,8 +182,13 @@ def _corpus_single_images() -> list[Image.Image]:
     """Every corpus image that is the only image of its conversation (RGB)."""
     images = []
     for case in load_corpus():
-        found = [item["image"] for m in case.conversation if isinstance(m["content"], list)
-                 for item in m["content"] if item.get("type") == "image"]
+        found = [
+            item["image"]
+            for m in case.conversation
+            if isinstance(m["content"], list)
+            for item in m["content"]
+            if item.get("type") == "image"
+        ]
         if len(found) == 1:
             images.append(found[0].convert("RGB"))
     return images
@@ -178,8 +199,13 @@ def staged_fixtures(processor: Any) -> list[str]:
     by_images: dict[int, list[tuple[int, str]]] = {}
     for case in load_corpus():
         conversation = case.conversation
-        n = sum(1 for m in conversation if isinstance(m["content"], list)
-                for item in m["content"] if item.get("type") == "image")
+        n = sum(
+            1
+            for m in conversation
+            if isinstance(m["content"], list)
+            for item in m["content"]
+            if item.get("type") == "image"
+        )
         by_images.setdefault(n, []).append((len(processor_ids(processor, conversation)[0]), case.id))
     ranked = {n: [cid for _, cid in sorted(rows)] for n, rows in by_images.items()}
     picks, used = [], Counter()
@@ -260,14 +286,17 @@ def derive_record(model_id: str, processor: Any, source: str) -> Derived:
         checks.append("fake_image")
         spec_kwargs["model_class"] = model_class
     else:
-        not_run["fake_image"] = why or ("no vision tokens" if not names else
-                                        f"no vision tower among {', '.join(VISION_MODULES)}")
+        not_run["fake_image"] = why or (
+            "no vision tokens" if not names else f"no vision tower among {', '.join(VISION_MODULES)}"
+        )
     pp: dict[str, Any] = {}
     rule = tokens_per_image_rule(processor, image_token) if image_token else None
     if rule is None:
         not_run["pp_chunking"] = not_run["pp_staged_forward"] = (
-            "no image placeholder token" if not image_token else
-            "no tokens_per_image rule of conformance/pp/spec.py reproduces this processor's placeholder counts")
+            "no image placeholder token"
+            if not image_token
+            else "no tokens_per_image rule of conformance/pp/spec.py reproduces this processor's placeholder counts"
+        )
     else:
         pp = {"image_token": image_token, "tokens_per_image": rule, "staged_fixtures": staged_fixtures(processor)}
         if config is not None and _mrope(config):
@@ -283,7 +312,14 @@ def derive_record(model_id: str, processor: Any, source: str) -> Derived:
     audio = audio_tokens(processor)
     if audio:
         notes += f"; audio tokens {', '.join(audio)} (no check reads audio yet)"
-    spec = FamilySpec(model_id=model_id, family=model_id.split("/")[0].lower(),
-                      processor_class=type(processor).__name__, collate="auto", checks=ordered, registered=False,
-                      extra={"pp": pp, "notes": notes} if pp else {"notes": notes}, **spec_kwargs)
+    spec = FamilySpec(
+        model_id=model_id,
+        family=model_id.split("/")[0].lower(),
+        processor_class=type(processor).__name__,
+        collate="auto",
+        checks=ordered,
+        registered=False,
+        extra={"pp": pp, "notes": notes} if pp else {"notes": notes},
+        **spec_kwargs,
+    )
     return Derived(spec, {c: r for c, r in not_run.items() if c not in ordered})

@@ -29,7 +29,9 @@ def vision_token_ids(spec: FamilySpec, processor: Any) -> list[int]:
     tok = processor.tokenizer
     ids = [tok.convert_tokens_to_ids(t) for t in spec.vision_tokens]
     if any(i is None or i == tok.unk_token_id for i in ids):
-        raise CheckFailure(f"{spec.model_id}: family record vision_tokens {spec.vision_tokens} not all in the tokenizer")
+        raise CheckFailure(
+            f"{spec.model_id}: family record vision_tokens {spec.vision_tokens} not all in the tokenizer"
+        )
     return ids
 
 
@@ -42,8 +44,9 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _forward(spec: FamilySpec, batch: dict[str, torch.Tensor],
-             position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
+def _forward(
+    spec: FamilySpec, batch: dict[str, torch.Tensor], position_ids: torch.Tensor | None = None
+) -> tuple[torch.Tensor, bool]:
     """fp32 logits ``[B, L-1, V]`` and whether the vision tower ran (``position_ids``: ``[B, L-1]``, optional)."""
     model = load_tiny_model(spec.model_id, spec.model_class)
     fired = []
@@ -75,8 +78,14 @@ def check_fake_masking(spec: FamilySpec, case: Case, batch: dict[str, torch.Tens
         raise CheckFailure(f"{where} the injected fake image produced no vision tokens")
     visible = (vis & (batch["attention_mask"][row] != 0)).nonzero().flatten().tolist()
     if visible:
-        raise CheckFailure("\n".join([f"{where} fake-image vision tokens left attended (attention_mask != 0):",
-                                      *decode_runs(processor.tokenizer, ids.tolist(), visible)]))
+        raise CheckFailure(
+            "\n".join(
+                [
+                    f"{where} fake-image vision tokens left attended (attention_mask != 0):",
+                    *decode_runs(processor.tokenizer, ids.tolist(), visible),
+                ]
+            )
+        )
     labels = batch["labels"][row]
     # labels are shifted: labels[p-1] is the target for the token at position p
     supervised = [p for p in vis.nonzero().flatten().tolist() if p >= 1 and labels[p - 1] != IGNORE]
@@ -118,8 +127,10 @@ def _compare_real_logits(spec, case, fake, row, plain, check, plain_row=0) -> No
     causes = []
     tokens_differ = not torch.equal(ids_fake, ids_plain)
     if tokens_differ:
-        causes.append("the real tokens of the fake-image sample differ from the plain sample's tokens:\n"
-                      f"  fake : {ids_fake.tolist()}\n  plain: {ids_plain.tolist()}")
+        causes.append(
+            "the real tokens of the fake-image sample differ from the plain sample's tokens:\n"
+            f"  fake : {ids_fake.tolist()}\n  plain: {ids_plain.tolist()}"
+        )
     if spec.model_class is None:  # no tiny model for this family (stand-in processor): tokens only
         if causes:
             raise CheckFailure(f"{where} {causes[0]}")
@@ -136,10 +147,16 @@ def _compare_real_logits(spec, case, fake, row, plain, check, plain_row=0) -> No
         bad = (diff.amax(-1) > TOLERANCE).nonzero().flatten().tolist()
         tok = load_processor(spec.model_id).tokenizer
         ids = ids_plain.tolist()
-        causes.append("\n".join([
-            f"the fake image changes real-token logits: max |Δ| = {worst:.3e} > {TOLERANCE:g} at {len(bad)} of "
-            f"{len(ids)} real positions; the mask does not make the image invisible",
-            "affected tokens (positions among the real tokens):", *decode_runs(tok, ids, bad)[:8]]))
+        causes.append(
+            "\n".join(
+                [
+                    f"the fake image changes real-token logits: max |Δ| = {worst:.3e} > {TOLERANCE:g} at {len(bad)} of "
+                    f"{len(ids)} real positions; the mask does not make the image invisible",
+                    "affected tokens (positions among the real tokens):",
+                    *decode_runs(tok, ids, bad)[:8],
+                ]
+            )
+        )
     done = _DIAGNOSES.setdefault((spec.label, check), [])
     if len(done) < DIAGNOSED_CASES:
         found = _diagnose(spec, fake, row, plain, plain_row, real, plain_real, logits_plain, tokens_differ)
@@ -147,12 +164,20 @@ def _compare_real_logits(spec, case, fake, row, plain, check, plain_row=0) -> No
         causes += found
     else:
         seen = sorted({name for _, names in done for name in names})
-        causes.append(f"further causes measured on {', '.join(cid for cid, _ in done)} (not re-measured here): "
-                      + (", ".join(seen) if seen else "none"))
+        causes.append(
+            f"further causes measured on {', '.join(cid for cid, _ in done)} (not re-measured here): "
+            + (", ".join(seen) if seen else "none")
+        )
     if len(causes) == 1:
         raise CheckFailure(f"{where} {causes[0]}")
-    raise CheckFailure("\n".join([f"{where} the fake image is not invisible; {len(causes)} causes:",
-                                   *(f"{k}. {c}" for k, c in enumerate(causes, 1))]))
+    raise CheckFailure(
+        "\n".join(
+            [
+                f"{where} the fake image is not invisible; {len(causes)} causes:",
+                *(f"{k}. {c}" for k, c in enumerate(causes, 1)),
+            ]
+        )
+    )
 
 
 def _takes_1d_positions(spec: FamilySpec) -> bool:
@@ -183,18 +208,22 @@ def _diagnose(spec, fake, row, plain, plain_row, real, plain_real, logits_plain,
         effect = float((moved[plain_row][plain_real] - logits_plain[plain_row][plain_real]).abs().max())
         if effect > TOLERANCE:
             offset = int(at_fake[-1]) - (len(at_fake) - 1)
-            out.append(f"shifted positions: the real tokens sit up to {offset} positions later behind the masked image, "
-                       f"and the model's positions follow the sequence index, not attention_mask (the shift alone "
-                       f"changes the plain sample's logits by max |Δ| = {effect:.3e})")
+            out.append(
+                f"shifted positions: the real tokens sit up to {offset} positions later behind the masked image, "
+                f"and the model's positions follow the sequence index, not attention_mask (the shift alone "
+                f"changes the plain sample's logits by max |Δ| = {effect:.3e})"
+            )
     if not tokens_differ:
         mask = fake["attention_mask"]
         from_mask = (mask.long().cumsum(-1) - 1).clamp(min=0)
         logits, _ = _forward(spec, fake, from_mask)
         residual = float((logits[row][real] - logits_plain[plain_row][plain_real]).abs().max())
         if residual > TOLERANCE:
-            out.append("state carried through the masked tokens: with positions derived from attention_mask the real-"
-                       f"token logits still differ by max |Δ| = {residual:.3e} (a recurrent or convolution state, or "
-                       "another path that ignores attention_mask)")
+            out.append(
+                "state carried through the masked tokens: with positions derived from attention_mask the real-"
+                f"token logits still differ by max |Δ| = {residual:.3e} (a recurrent or convolution state, or "
+                "another path that ignores attention_mask)"
+            )
     return out
 
 
@@ -205,8 +234,10 @@ def check_fake_image_mixed_batch(spec: FamilySpec, text_case: Case, image_case: 
     processor = load_processor(spec.model_id)
     collate = collate_for(spec)
     fake_conv = inject_fake_image_into_conversation(conversation=text_case.conversation)
-    mixed = collate(examples=[{"conversation": fake_conv, "_injected_fake": True},
-                              {"conversation": image_case.conversation}], processor=processor)
+    mixed = collate(
+        examples=[{"conversation": fake_conv, "_injected_fake": True}, {"conversation": image_case.conversation}],
+        processor=processor,
+    )
     check_fake_masking(spec, text_case, mixed, 0)
     plain_text = collate(examples=[{"conversation": text_case.conversation}], processor=processor)
     _compare_real_logits(spec, text_case, mixed, 0, plain_text, "fake_image_mixed_batch")
@@ -220,5 +251,7 @@ def check_fake_image_mixed_batch(spec: FamilySpec, text_case: Case, image_case: 
     n = min(len(real_logits), logits_solo.shape[1])  # the solo row lost its last token to the shift
     diff = (real_logits[:n] - logits_solo[0][:n]).abs()
     if float(diff.max()) > TOLERANCE:
-        raise CheckFailure(f"{where} the real-image neighbour's logits change when batched with a fake-image sample: "
-                           f"max |Δ| = {float(diff.max()):.3e} > {TOLERANCE:g}")
+        raise CheckFailure(
+            f"{where} the real-image neighbour's logits change when batched with a fake-image sample: "
+            f"max |Δ| = {float(diff.max()):.3e} > {TOLERANCE:g}"
+        )

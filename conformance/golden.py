@@ -85,8 +85,9 @@ def overlay_lines(model_folder: str) -> list[str]:
     base = GOLDEN_DIR / model_folder
     if not base.is_dir():
         return []
-    return sorted(p.name.removeprefix(OVERLAY_PREFIX) for p in base.iterdir()
-                  if p.is_dir() and p.name.startswith(OVERLAY_PREFIX))
+    return sorted(
+        p.name.removeprefix(OVERLAY_PREFIX) for p in base.iterdir() if p.is_dir() and p.name.startswith(OVERLAY_PREFIX)
+    )
 
 
 def describe(model_folder: str) -> str:
@@ -96,8 +97,10 @@ def describe(model_folder: str) -> str:
         return f"transformers {running_version()} (pinned line {pinned}): golden/{model_folder}/"
     overlay = overlay_dir(model_folder, line)
     n = len(list(overlay.glob("*.json"))) if overlay.is_dir() else 0
-    return (f"transformers {running_version()} (line {line}; goldens pinned to {pinned}): "
-            f"golden/{model_folder}/{overlay.name}/ ({n} overlay file(s)) over golden/{model_folder}/")
+    return (
+        f"transformers {running_version()} (line {line}; goldens pinned to {pinned}): "
+        f"golden/{model_folder}/{overlay.name}/ ({n} overlay file(s)) over golden/{model_folder}/"
+    )
 
 
 def _base_of(location: Path) -> Path | None:
@@ -135,11 +138,13 @@ class _GoldenJSON(SingleFileSnapshotExtension):
 
     def read_snapshot_data_from_location(self, *, snapshot_location: str, snapshot_name: str, session_id: str):
         data = super().read_snapshot_data_from_location(
-            snapshot_location=snapshot_location, snapshot_name=snapshot_name, session_id=session_id)
+            snapshot_location=snapshot_location, snapshot_name=snapshot_name, session_id=session_id
+        )
         base = _base_of(Path(snapshot_location))
         if data is None and base is not None:  # no overlay for this fixture: the pinned golden holds
             data = super().read_snapshot_data_from_location(
-                snapshot_location=str(base), snapshot_name=snapshot_name, session_id=session_id)
+                snapshot_location=str(base), snapshot_name=snapshot_name, session_id=session_id
+            )
         return data
 
     @classmethod
@@ -160,8 +165,10 @@ class _GoldenJSON(SingleFileSnapshotExtension):
     def diff_lines(self, serialized_data: Any, snapshot_data: Any) -> Iterator[str]:
         yield f"golden: {describe(self.model_folder)}"
         if running_line() != pinned_line():
-            yield (f"  (a legitimate difference on this line: --snapshot-update under transformers {running_version()} "
-                   f"writes it to the {OVERLAY_PREFIX}{running_line()} overlay; review it like code)")
+            yield (
+                f"  (a legitimate difference on this line: --snapshot-update under transformers {running_version()} "
+                f"writes it to the {OVERLAY_PREFIX}{running_line()} overlay; review it like code)"
+            )
         yield from super().diff_lines(serialized_data, snapshot_data)
 
     @classmethod
@@ -169,8 +176,10 @@ class _GoldenJSON(SingleFileSnapshotExtension):
         # Goldens live under golden/<model>/ (or its line overlay), not next to the test module:
         # relate them by folder and name.
         loc = Path(snapshot_location)
-        return (loc.parent in (GOLDEN_DIR / cls.model_folder, line_dir(cls.model_folder))
-                and loc.stem == cls.get_snapshot_name(test_location=test_location))
+        return loc.parent in (
+            GOLDEN_DIR / cls.model_folder,
+            line_dir(cls.model_folder),
+        ) and loc.stem == cls.get_snapshot_name(test_location=test_location)
 
     @classmethod
     def get_snapshot_name(cls, *, test_location, index=0) -> str:
@@ -192,4 +201,3 @@ class _GoldenJSON(SingleFileSnapshotExtension):
 def golden_extension(model_folder: str) -> type[SingleFileSnapshotExtension]:
     name = "Golden_" + re.sub(r"\W", "_", model_folder)
     return type(name, (_GoldenJSON,), {"model_folder": model_folder})
-

@@ -26,9 +26,11 @@ def hub_unreachable(timeout: float = PREFLIGHT_TIMEOUT_S) -> str | None:
         return None  # it answered: reachable
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return (f"the Hub at {endpoint} is unreachable from here ({type(reason).__name__}: {reason}; "
-                f"{timeout:g} s timeout). Run offline from a populated HF cache (HF_HUB_CACHE), or point "
-                "HF_ENDPOINT at a reachable mirror.")
+        return (
+            f"the Hub at {endpoint} is unreachable from here ({type(reason).__name__}: {reason}; "
+            f"{timeout:g} s timeout). Run offline from a populated HF cache (HF_HUB_CACHE), or point "
+            "HF_ENDPOINT at a reachable mirror."
+        )
     return None
 
 
@@ -37,12 +39,18 @@ def unknown_model_message(model_id: str, exc: BaseException, online: bool, close
     from huggingface_hub import constants
 
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    where = ("the Hub" if online else
-             f"your Hugging Face cache (HF_HUB_CACHE={constants.HF_HUB_CACHE}; the run is offline)")
-    lines = [f"--model {model_id}: not a registered model, and {where} cannot provide its processor "
-             f"({type(exc).__name__}: {first_line})."]
-    options = [] if online else ["run with --online to fetch it from the Hub",
-                                 f"or put it in the cache first (`hf download {model_id}`)"]
+    where = (
+        "the Hub" if online else f"your Hugging Face cache (HF_HUB_CACHE={constants.HF_HUB_CACHE}; the run is offline)"
+    )
+    lines = [
+        f"--model {model_id}: not a registered model, and {where} cannot provide its processor "
+        f"({type(exc).__name__}: {first_line})."
+    ]
+    options = (
+        []
+        if online
+        else ["run with --online to fetch it from the Hub", f"or put it in the cache first (`hf download {model_id}`)"]
+    )
     options.append("or register the family: docs/adding-a-family.md")
     lines.append("  To run it: " + ", ".join(options) + ".")
     if close:

@@ -47,13 +47,40 @@ BUILTIN_PACKAGES = {"vlmspec": "vlmspec (pip install -e . in this checkout)", "n
 
 # Modules the harness itself imports: if one of these is missing the harness is broken, and that is an
 # error of the run, never an environment finding about the implementation.
-HARNESS_MODULES = frozenset({"vlmspec", "conformance", "torch", "transformers", "PIL", "pytest", "_pytest",
-                             "pluggy", "numpy", "tokenizers", "huggingface_hub", "safetensors"})
+HARNESS_MODULES = frozenset(
+    {
+        "vlmspec",
+        "conformance",
+        "torch",
+        "transformers",
+        "PIL",
+        "pytest",
+        "_pytest",
+        "pluggy",
+        "numpy",
+        "tokenizers",
+        "huggingface_hub",
+        "safetensors",
+    }
+)
 # Import name -> distribution name where they differ by more than '_' -> '-'.
-PACKAGES = {"qwen_omni_utils": "qwen-omni-utils", "qwen_vl_utils": "qwen-vl-utils", "cv2": "opencv-python",
-            "yaml": "pyyaml", "sklearn": "scikit-learn", "PIL": "pillow", "av": "av", "decord": "decord",
-            "flash_attn": "flash-attn", "soundfile": "soundfile", "librosa": "librosa", "timm": "timm",
-            "einops": "einops", "mistral_common": "mistral-common", "google": "protobuf"}
+PACKAGES = {
+    "qwen_omni_utils": "qwen-omni-utils",
+    "qwen_vl_utils": "qwen-vl-utils",
+    "cv2": "opencv-python",
+    "yaml": "pyyaml",
+    "sklearn": "scikit-learn",
+    "PIL": "pillow",
+    "av": "av",
+    "decord": "decord",
+    "flash_attn": "flash-attn",
+    "soundfile": "soundfile",
+    "librosa": "librosa",
+    "timm": "timm",
+    "einops": "einops",
+    "mistral_common": "mistral-common",
+    "google": "protobuf",
+}
 
 _ACTIVE: dict[str, Any] = {"name": "vlmspec", "table": BUILTIN["vlmspec"], "lineage": ("vlmspec",)}
 
@@ -66,14 +93,16 @@ class NotImplementedInImpl(AssertionError):
 class Dependency:
     """A module the implementation imports that is not installed, and how to install it."""
 
-    module: str          # top-level import name, e.g. "qwen_omni_utils"
-    package: str         # distribution to install, e.g. "qwen-omni-utils"
-    hint: str = ""       # the implementation's own install advice, when its message gives one
+    module: str  # top-level import name, e.g. "qwen_omni_utils"
+    package: str  # distribution to install, e.g. "qwen-omni-utils"
+    hint: str = ""  # the implementation's own install advice, when its message gives one
 
     @property
     def message(self) -> str:
-        text = (f"environment: the implementation needs the package `{self.package}` (module `{self.module}`): "
-                f"pip install {self.package}")
+        text = (
+            f"environment: the implementation needs the package `{self.package}` (module `{self.module}`): "
+            f"pip install {self.package}"
+        )
         return text + (f" (its own hint: {self.hint})" if self.hint else "")
 
 
@@ -95,8 +124,10 @@ def activate(name: str) -> None:
         table, lineage = BUILTIN[name], (name,)
         root = next(iter(table.values())).split(".")[0]
         if importlib.util.find_spec(root) is None:
-            raise ValueError(f"--impl {name}: the implementation is not installed (module `{root}` not found): "
-                             f"pip install {BUILTIN_PACKAGES.get(name, name)}")
+            raise ValueError(
+                f"--impl {name}: the implementation is not installed (module `{root}` not found): "
+                f"pip install {BUILTIN_PACKAGES.get(name, name)}"
+            )
     else:
         try:
             module = importlib.import_module(name)
@@ -143,8 +174,9 @@ def module(documented: str) -> Any:
         dependency = missing_dependency(exc)
         if dependency is not None:
             raise MissingDependency(dependency, f"{path} does not import: {type(exc).__name__}: {exc}") from exc
-        raise NotImplementedInImpl(f"not implemented: {active()} module {path} does not import: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+        raise NotImplementedInImpl(
+            f"not implemented: {active()} module {path} does not import: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def get(documented: str, name: str) -> Any:
@@ -159,10 +191,12 @@ def get(documented: str, name: str) -> Any:
 # --------------------------------------------------------------------------------------------------
 # Missing dependencies of the implementation
 # --------------------------------------------------------------------------------------------------
-_NAMED = (re.compile(r"No module named '([^']+)'"),
-          # the optional-dependency guards libraries write: "qwen_omni_utils is required for ..."
-          re.compile(r"^[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:is|are) (?:required|needed|not installed)"),
-          re.compile(r"requires? (?:the )?[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:library|package|module)"))
+_NAMED = (
+    re.compile(r"No module named '([^']+)'"),
+    # the optional-dependency guards libraries write: "qwen_omni_utils is required for ..."
+    re.compile(r"^[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:is|are) (?:required|needed|not installed)"),
+    re.compile(r"requires? (?:the )?[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:library|package|module)"),
+)
 _HINT = re.compile(r"(pip install [^\s'\"`]+)")
 
 

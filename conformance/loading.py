@@ -80,7 +80,9 @@ def collate_for(spec: FamilySpec) -> Callable:
     from . import impl
 
     if spec.collate == "auto":
-        return impl.get("collate_fns", "COLLATE_FNS").get(spec.processor_class, impl.get("collate_fns", "default_collate_fn"))
+        return impl.get("collate_fns", "COLLATE_FNS").get(
+            spec.processor_class, impl.get("collate_fns", "default_collate_fn")
+        )
     return impl.get("collate_fns", spec.collate)
 
 

@@ -29,9 +29,9 @@ class OracleError(AssertionError):
 
 @dataclass(frozen=True)
 class OracleTurn:
-    answer_chars: tuple[int, int]   # character span of the answer in the rendered text
-    closing_at: int                 # the closing token is the first token starting here or later
-    tokens: tuple[int, ...]         # supervised token positions in the processor's input_ids
+    answer_chars: tuple[int, int]  # character span of the answer in the rendered text
+    closing_at: int  # the closing token is the first token starting here or later
+    tokens: tuple[int, ...]  # supervised token positions in the processor's input_ids
 
 
 Transform = Callable[[str], str]
@@ -69,7 +69,9 @@ def _with_sentinel(conversation: list, j: int) -> list:
     return out
 
 
-def answer_char_spans(processor: Any, conversation: list, transform: Transform | None = None) -> tuple[str, list[tuple[tuple[int, int], int]]]:
+def answer_char_spans(
+    processor: Any, conversation: list, transform: Transform | None = None
+) -> tuple[str, list[tuple[tuple[int, int], int]]]:
     """Rendered text and, per assistant turn, ``(answer span, closing position)`` in characters.
 
     The k-th answer is located by rendering the conversation with that answer replaced by a sentinel:
@@ -86,7 +88,9 @@ def answer_char_spans(processor: Any, conversation: list, transform: Transform |
             raise OracleError(f"assistant turn {j}: {_why_not_rendered(processor, conversation, j, probe, transform)}")
         before, after = probe.split(_SENTINEL)
         if not (full.startswith(before) and full.endswith(after)) or len(before) + len(after) > len(full):
-            raise OracleError(f"assistant turn {j}: the template renders other turns differently when this answer changes")
+            raise OracleError(
+                f"assistant turn {j}: the template renders other turns differently when this answer changes"
+            )
         a0, a1 = len(before), len(full) - len(after)
         rendered_answer = full[a0:a1]
         if rendered_answer not in (_answer_text(message), _answer_text(message).strip()):
@@ -114,7 +118,9 @@ def _closing_kinds(tokenizer: Any) -> set[int]:
     return kinds
 
 
-def _closing_token(tokenizer: Any, ids: list[int], offsets: list[tuple[int, int]], at: int, answer: list[int]) -> list[int]:
+def _closing_token(
+    tokenizer: Any, ids: list[int], offsets: list[tuple[int, int]], at: int, answer: list[int]
+) -> list[int]:
     """``[index]`` of the token that closes a turn whose answer ends at character *at*, or ``[]``.
 
     Scans the tokens that start at or after *at*: whitespace-only tokens are skipped; the first other
@@ -135,8 +141,9 @@ def _char_span_to_tokens(offsets: list[tuple[int, int]], span: tuple[int, int]) 
     return [i for i, (a, b) in enumerate(offsets) if b > a and a < s1 and b > s0]
 
 
-def oracle_supervised_positions(processor: Any, conversation: list, input_ids: list[int],
-                                transform: Transform | None = None) -> list[OracleTurn]:
+def oracle_supervised_positions(
+    processor: Any, conversation: list, input_ids: list[int], transform: Transform | None = None
+) -> list[OracleTurn]:
     """Expected supervised positions in *input_ids* (one row of the processor output, no padding).
 
     *transform* rewrites each rendering the way the collate under test documents it (e.g. Gemma 4's

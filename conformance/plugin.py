@@ -30,20 +30,39 @@ _STATE: dict = {}
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vlmspec", "vlmspec conformance")
-    group.addoption("--model", action="append", default=[], metavar="ID",
-                    help="HF model id to check (repeatable). Default: every registered model with a pack.")
-    group.addoption("--family", action="append", default=[], metavar="PREFIX",
-                    help="select registered models whose family or id starts with PREFIX (e.g. qwen)")
+    group.addoption(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="HF model id to check (repeatable). Default: every registered model with a pack.",
+    )
+    group.addoption(
+        "--family",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="select registered models whose family or id starts with PREFIX (e.g. qwen)",
+    )
     group.addoption("--list-models", action="store_true", help="print the family registry and exit")
-    group.addoption("--impl", default="vlmspec", metavar="NAME",
-                    help="implementation under test: vlmspec (default), nemo_automodel, or a module path "
-                         "defining VLMSPEC_IMPL")
-    group.addoption("--online", action="store_true",
-                    help="allow Hugging Face Hub access (default: HF_HUB_OFFLINE=1)")
-    group.addoption("--trust-remote-code", action="store_true",
-                    help="allow processors with remote code (off by default; shown in the report)")
-    group.addoption("--conformance-report", default="reports", metavar="DIR",
-                    help="directory for conformance-report.json and conformance-report.md")
+    group.addoption(
+        "--impl",
+        default="vlmspec",
+        metavar="NAME",
+        help="implementation under test: vlmspec (default), nemo_automodel, or a module path defining VLMSPEC_IMPL",
+    )
+    group.addoption("--online", action="store_true", help="allow Hugging Face Hub access (default: HF_HUB_OFFLINE=1)")
+    group.addoption(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow processors with remote code (off by default; shown in the report)",
+    )
+    group.addoption(
+        "--conformance-report",
+        default="reports",
+        metavar="DIR",
+        help="directory for conformance-report.json and conformance-report.md",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,8 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run on one xdist worker with the rest of its group")
     config.addinivalue_line("markers", "slow: left out of the fast gate (./dev test), run by ./dev slow")
     config.addinivalue_line("markers", "distributed: starts torch.distributed worker processes (gloo, CPU)")
-    config.addinivalue_line("markers", "vlmspec_cell(model, check): report this test as the matrix cell (model, check); "
-                                       "model '(implementation)' for implementation-level checks (api, robustness)")
+    config.addinivalue_line(
+        "markers",
+        "vlmspec_cell(model, check): report this test as the matrix cell (model, check); "
+        "model '(implementation)' for implementation-level checks (api, robustness)",
+    )
     # Offline before anything imports huggingface_hub: it reads HF_HUB_OFFLINE once, at import, and an
     # --impl module (a mutant, a foreign stack) may import it on activation. Set afterwards, a run
     # without HF_HUB_OFFLINE in its environment spent minutes retrying the Hub per processor load.
@@ -102,14 +124,19 @@ def forget_implementation_results() -> None:
     from .pp import batches, staged
 
     loading.load_processor.cache_clear()
-    for cache in (checks._COLLATED, batches._BATCHES, batches._FALLBACKS, staged._STAGES, staged._REFUSALS,
-                  fake_checks._DIAGNOSES):
+    for cache in (
+        checks._COLLATED,
+        batches._BATCHES,
+        batches._FALLBACKS,
+        staged._STAGES,
+        staged._REFUSALS,
+        fake_checks._DIAGNOSES,
+    ):
         cache.clear()
 
 
 def pytest_cmdline_main(config: pytest.Config):
     if config.getoption("--list-models"):
-
         from vlmspec.hub.recipe import PackError, family_folder
 
         print(f"{'model id':<50} {'family':<10} {'class':<10} {'processor':<26} checks")
@@ -119,7 +146,9 @@ def pytest_cmdline_main(config: pytest.Config):
             except PackError:
                 klass = "NO-DATA"
             xf = f"  xfail: {len(spec.expected_failures)}" if spec.expected_failures else ""
-            print(f"{spec.model_id:<50} {spec.family:<10} {klass:<10} {spec.processor_class:<26} {','.join(spec.checks)}{xf}")
+            print(
+                f"{spec.model_id:<50} {spec.family:<10} {klass:<10} {spec.processor_class:<26} {','.join(spec.checks)}{xf}"
+            )
         return 0
     return None
 
@@ -165,8 +194,10 @@ def selected_specs(config: pytest.Config) -> list:
                 if unreachable is not None:
                     raise pytest.UsageError(f"--model {model_id} --online reads the Hub's files, and {unreachable}")
                 HUB_MODELS.add(model_id)  # the Hub's files, not the pack: template changes become golden diffs
-                _STATE.setdefault("notes", []).append(f"--model {model_id}: processor from the Hub (--online), "
-                                                      "not the pack; the tiny model stays the pack's")
+                _STATE.setdefault("notes", []).append(
+                    f"--model {model_id}: processor from the Hub (--online), "
+                    "not the pack; the tiny model stays the pack's"
+                )
             continue
         prefixed = [i for i in registry if i.lower().startswith(model_id.lower())]
         if len(prefixed) == 1:
@@ -184,14 +215,20 @@ def selected_specs(config: pytest.Config) -> list:
         derived = derive_record(model_id, processor, "hub" if online else "cache")
         _STATE.setdefault("notes", []).append(
             f"--model {model_id}: no record; derived from the {'Hub' if online else 'HF cache'} (REAL). Not run: "
-            + "; ".join(f"{check} ({why})" for check, why in sorted(derived.not_run.items())))
+            + "; ".join(f"{check} ({why})" for check, why in sorted(derived.not_run.items()))
+        )
         specs.append(derived.spec)
     for prefix in config.getoption("--family"):
-        hits = [s for s in registry.values() if s.family.lower().startswith(prefix.lower())
-                or s.model_id.lower().startswith(prefix.lower())]
+        hits = [
+            s
+            for s in registry.values()
+            if s.family.lower().startswith(prefix.lower()) or s.model_id.lower().startswith(prefix.lower())
+        ]
         if not hits:
-            raise pytest.UsageError(f"--family {prefix}: no registered model matches (families: "
-                                    f"{', '.join(sorted({s.family for s in registry.values()}))})")
+            raise pytest.UsageError(
+                f"--family {prefix}: no registered model matches (families: "
+                f"{', '.join(sorted({s.family for s in registry.values()}))})"
+            )
         specs.extend(hits)
     if not config.getoption("--model") and not config.getoption("--family"):
         specs = [s for s in registry.values() if _has_family_data(s.model_id)]
@@ -236,8 +273,10 @@ def _cell(item: pytest.Item) -> tuple[str, str, str, str | None, object] | None:
         model, check = marker.kwargs.get("model", IMPL_ROW), marker.kwargs.get("check")
         if check not in (*CHECKS, *IMPL_CHECKS):
             near = closest_check(str(check))
-            raise pytest.UsageError(f"{item.nodeid}: vlmspec_cell check {check!r} is not a known check"
-                                    + (f" (did you mean {near!r}?)" if near else ""))
+            raise pytest.UsageError(
+                f"{item.nodeid}: vlmspec_cell check {check!r} is not a known check"
+                + (f" (did you mean {near!r}?)" if near else "")
+            )
         return model, model, check, _case_id(item), None
     callspec = getattr(item, "callspec", None)
     spec = callspec.params.get("family") if callspec else None
@@ -255,8 +294,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     names = impl.names()
     if any(_cell(item) for item in items):
         _registry()  # a bad findings file: a usage error naming it, before any case runs
-    refused = _refused_packs({cell[1] for cell in map(_cell, items) if cell is not None and cell[4] is not None
-                              and cell[4].registered})
+    refused = _refused_packs(
+        {cell[1] for cell in map(_cell, items) if cell is not None and cell[4] is not None and cell[4].registered}
+    )
     reported: dict[str, str] = {}
     for item in items:
         cell = _cell(item)
@@ -268,8 +308,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if model_id in refused:
             # one failure per model carries the pack's message; its other cases would only repeat it
             if model_id in reported:
-                item.add_marker(pytest.mark.skip(reason=f"{model_id}: pack refused or unbuildable, reported once "
-                                                        f"on {reported[model_id]}: {refused[model_id].splitlines()[0]}"))
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"{model_id}: pack refused or unbuildable, reported once "
+                        f"on {reported[model_id]}: {refused[model_id].splitlines()[0]}"
+                    )
+                )
             else:
                 reported[model_id] = item.nodeid
                 item.stash[_PACK_REFUSED] = refused[model_id]
@@ -338,8 +382,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         # a fixture pack the harness cannot build says nothing about the implementation; the model's
         # own row fails once with the message (see pytest_collection_modifyitems)
         report.outcome = "skipped"
-        report.longrepr = (str(item.path), (item.location[1] or 0) + 1,
-                           f"Skipped: fixture pack refused or unbuildable: {str(exc).splitlines()[0]}")
+        report.longrepr = (
+            str(item.path),
+            (item.location[1] or 0) + 1,
+            f"Skipped: fixture pack refused or unbuildable: {str(exc).splitlines()[0]}",
+        )
         if hasattr(report, "wasxfail"):
             del report.wasxfail
     report.user_properties.append(("vlmspec_evidence", evidence))
@@ -359,24 +406,38 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         xfail = info.get("xfail") or {}
-        result = {"case": info["case"], "outcome": "", "reason": "", "link": "",
-                  "evidence": props.get("vlmspec_evidence", "")}
+        result = {
+            "case": info["case"],
+            "outcome": "",
+            "reason": "",
+            "link": "",
+            "evidence": props.get("vlmspec_evidence", ""),
+        }
         if "vlmspec_env" in props:
             result.update(outcome="env", reason=props["vlmspec_env"])
         elif hasattr(report, "wasxfail"):
-            result.update(outcome="xfailed" if report.skipped else "xpassed", reason=xfail.get("reason", report.wasxfail),
-                          link=xfail.get("link", ""))
+            result.update(
+                outcome="xfailed" if report.skipped else "xpassed",
+                reason=xfail.get("reason", report.wasxfail),
+                link=xfail.get("link", ""),
+            )
         elif report.failed and xfail and report.when == "call" and "XPASS" in str(report.longrepr):
             # strict xfail that passed: pytest reports a plain failure "[XPASS(strict)] reason"
-            result.update(outcome="xpassed", reason=xfail["reason"], link=xfail["link"],
-                          evidence="XPASS(strict): the case passed although an expected failure is recorded; "
-                                   "if the deviation is fixed, remove the entry")
+            result.update(
+                outcome="xpassed",
+                reason=xfail["reason"],
+                link=xfail["link"],
+                evidence="XPASS(strict): the case passed although an expected failure is recorded; "
+                "if the deviation is fixed, remove the entry",
+            )
         elif report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             result.update(outcome="skipped", reason=reason.removeprefix("Skipped: "))
         else:
             result.update(outcome=report.outcome if report.when == "call" else "error")
-        _STATE.setdefault("outcomes", defaultdict(lambda: defaultdict(list)))[info["model"]][info["check"]].append(result)
+        _STATE.setdefault("outcomes", defaultdict(lambda: defaultdict(list)))[info["model"]][info["check"]].append(
+            result
+        )
 
 
 def _fixture_class(model_id: str) -> str:
@@ -408,18 +469,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     from .registry import load_impl_findings
 
     recorded = load_impl_findings()
-    meta = {"implementation": impl.active(), "implementation_lineage": impl.names(),
-            "findings": {n: {"package": recorded[n].package, "file": recorded[n].source} for n in impl.names()
-                         if n in recorded},
-            "transformers": transformers.__version__,
-            "hub": "online" if config.getoption("--online") else "offline",
-            "trust_remote_code": bool(config.getoption("--trust-remote-code")),
-            "notes": _STATE.get("notes", [])}
+    meta = {
+        "implementation": impl.active(),
+        "implementation_lineage": impl.names(),
+        "findings": {
+            n: {"package": recorded[n].package, "file": recorded[n].source} for n in impl.names() if n in recorded
+        },
+        "transformers": transformers.__version__,
+        "hub": "online" if config.getoption("--online") else "offline",
+        "trust_remote_code": bool(config.getoption("--trust-remote-code")),
+        "notes": _STATE.get("notes", []),
+    }
     report = report_mod.build(meta, outcomes, {m: _fixture_class(m.partition("@")[0]) for m in outcomes})
     tr = terminalreporter
     tr.section("vlmspec conformance")
-    tr.write_line(f"implementation: {meta['implementation']} | transformers {meta['transformers']} | hub {meta['hub']} | "
-                  f"trust_remote_code={'ON' if meta['trust_remote_code'] else 'off'}")
+    tr.write_line(
+        f"implementation: {meta['implementation']} | transformers {meta['transformers']} | hub {meta['hub']} | "
+        f"trust_remote_code={'ON' if meta['trust_remote_code'] else 'off'}"
+    )
     for name, found in meta["findings"].items():
         tr.write_line(f"findings for {name}: {found['file']} (recorded for {found['package']})")
     for note in meta["notes"]:

@@ -28,8 +28,19 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FAMILIES_DIR = FIXTURES / "families"
 IMPLS_DIR = Path(os.environ.get("VLMSPEC_IMPLS_DIR") or FIXTURES / "impls")  # findings kept elsewhere (tests)
 CONVERSATIONS_DIR = FIXTURES / "conversations"
-CHECKS = ("labels", "vision_tokens", "label_consistency", "fake_image", "fake_image_mixed_batch", "golden", "template_behaviour",
-          "pp_chunking", "pp_staged_forward", "pp_distributed", "pp_golden")
+CHECKS = (
+    "labels",
+    "vision_tokens",
+    "label_consistency",
+    "fake_image",
+    "fake_image_mixed_batch",
+    "golden",
+    "template_behaviour",
+    "pp_chunking",
+    "pp_staged_forward",
+    "pp_distributed",
+    "pp_golden",
+)
 """Per-family checks (a record's ``checks``)."""
 IMPL_CHECKS = ("api", "robustness", "pp_layouts")
 """Implementation-level checks: one matrix row, :data:`IMPL_ROW`; recorded only in ``fixtures/impls/``."""
@@ -42,14 +53,18 @@ class ExpectedFailure:
     reason: str
     fixtures: tuple[str, ...] = ()  # empty = every fixture (case)
     link: str = ""
-    impls: tuple[str, ...] = ()     # empty = every implementation
-    models: tuple[str, ...] = ()    # impl findings only; empty = every model
+    impls: tuple[str, ...] = ()  # empty = every implementation
+    models: tuple[str, ...] = ()  # impl findings only; empty = every model
 
-    def matches(self, check: str, fixture: str | None, impl_names: Sequence[str] = (),
-                model_label: str = "", model_id: str = "") -> bool:
-        return (self.check == check and (not self.fixtures or fixture in self.fixtures)
-                and (not self.impls or any(n in self.impls for n in impl_names))
-                and (not self.models or model_label in self.models or model_id in self.models))
+    def matches(
+        self, check: str, fixture: str | None, impl_names: Sequence[str] = (), model_label: str = "", model_id: str = ""
+    ) -> bool:
+        return (
+            self.check == check
+            and (not self.fixtures or fixture in self.fixtures)
+            and (not self.impls or any(n in self.impls for n in impl_names))
+            and (not self.models or model_label in self.models or model_id in self.models)
+        )
 
 
 @dataclass(frozen=True)
@@ -99,8 +114,9 @@ class FamilySpec:
         """The documented text injection of this spec's collate, if any (``text_injection`` by collate)."""
         return self.extra.get("text_injection", {}).get(self.collate)
 
-    def expected_failure(self, check: str, fixture: str | None = None,
-                         impl_names: Sequence[str] | None = None) -> ExpectedFailure | None:
+    def expected_failure(
+        self, check: str, fixture: str | None = None, impl_names: Sequence[str] | None = None
+    ) -> ExpectedFailure | None:
         """The record's expected failure for this cell and implementation (default: the active one)."""
         names = impl_mod.names() if impl_names is None else impl_names
         return next((x for x in self.expected_failures if x.matches(check, fixture, names)), None)
@@ -114,14 +130,22 @@ class FamilySpec:
         for key in ("expected_failures", "skips"):
             for i, x in enumerate(data.get(key, ())):
                 if x["check"] not in data["checks"]:
-                    raise ValueError(f"{source}: {key}[{i}].check: {x['check']!r} is not one of this record's checks "
-                                     f"({', '.join(data['checks'])}), so the entry could never apply")
+                    raise ValueError(
+                        f"{source}: {key}[{i}].check: {x['check']!r} is not one of this record's checks "
+                        f"({', '.join(data['checks'])}), so the entry could never apply"
+                    )
         entries = lambda key: tuple(_entry(x) for x in data.get(key, ()))  # noqa: E731
         return cls(
-            model_id=data["model_id"], family=data["family"], processor_class=data["processor_class"],
-            collate=data["collate"], checks=tuple(data["checks"]), model_class=data.get("model_class"),
-            vision_module=data.get("vision_module"), vision_tokens=tuple(data.get("vision_tokens", ())),
-            expected_failures=entries("expected_failures"), skips=entries("skips"),
+            model_id=data["model_id"],
+            family=data["family"],
+            processor_class=data["processor_class"],
+            collate=data["collate"],
+            checks=tuple(data["checks"]),
+            model_class=data.get("model_class"),
+            vision_module=data.get("vision_module"),
+            vision_tokens=tuple(data.get("vision_tokens", ())),
+            expected_failures=entries("expected_failures"),
+            skips=entries("skips"),
             template_behaviour=tuple(data.get("template_behaviour", ())),
             also_collate=tuple(data.get("also_collate", ())),
             also_collate_checks=tuple(data.get("also_collate_checks", ("labels", "label_consistency", "golden"))),
@@ -131,8 +155,14 @@ class FamilySpec:
 
 def _entry(x: dict[str, Any]) -> ExpectedFailure:
     impls = x.get("impl", ())
-    return ExpectedFailure(x["check"], x["reason"], tuple(x.get("fixtures", ())), x.get("link", ""),
-                           (impls,) if isinstance(impls, str) else tuple(impls), tuple(x.get("models", ())))
+    return ExpectedFailure(
+        x["check"],
+        x["reason"],
+        tuple(x.get("fixtures", ())),
+        x.get("link", ""),
+        (impls,) if isinstance(impls, str) else tuple(impls),
+        tuple(x.get("models", ())),
+    )
 
 
 @dataclass(frozen=True)
@@ -164,60 +194,102 @@ FIXTURE_LIST = ListOf(FIXTURE)
 _SIZES = tuple(map(str, range(1, 65)))
 # A list of fixtures cycled to each batch size, or one list per batch size ("2": [two ids]).
 BATCH_FIXTURES = Either(FIXTURE_LIST, MapOf(FIXTURE_LIST, key=Choice(_SIZES, "batch size"), sized=True))
-TOKENS_PER_IMAGE = Tagged("kind", {
-    "grid": Obj({"merge": int, "grid_key": str}, required={"merge"}),
-    "fixed": Obj({"tokens": int}, required={"tokens"}),
-    "valid_patches": Obj({"pool": int}, required={"pool"}),
-    "image_sizes": Obj({"pixels": int}, required={"pixels"}),
-    "phi4_hd": Obj({"crop": int, "global": int}, required={"crop", "global"}),
-    "local_crops": Obj({"global": int, "per_crop": int}, required={"global", "per_crop"}),
-})
-PP = Obj({
-    "image_token": str, "tokens_per_image": TOKENS_PER_IMAGE, "position_ids": Choice(("mrope",), "position_ids kind"),
-    "layers_per_stage": MapOf(ListOf(int), key=Choice(_SIZES, "stage count"), sized=True),
-    "fixtures": BATCH_FIXTURES, "staged_fixtures": BATCH_FIXTURES, "distributed_fixtures": BATCH_FIXTURES,
-    "notes": str,
-}, required={"image_token", "tokens_per_image"})
-TEMPLATE_ENTRY = Obj({"fixture": FIXTURE, "description": str, "rendered_contains": ListOf(str),
-                      "rendered_not_contains": ListOf(str), "add_generation_prompt": bool},
-                     required={"fixture", "description"})
+TOKENS_PER_IMAGE = Tagged(
+    "kind",
+    {
+        "grid": Obj({"merge": int, "grid_key": str}, required={"merge"}),
+        "fixed": Obj({"tokens": int}, required={"tokens"}),
+        "valid_patches": Obj({"pool": int}, required={"pool"}),
+        "image_sizes": Obj({"pixels": int}, required={"pixels"}),
+        "phi4_hd": Obj({"crop": int, "global": int}, required={"crop", "global"}),
+        "local_crops": Obj({"global": int, "per_crop": int}, required={"global", "per_crop"}),
+    },
+)
+PP = Obj(
+    {
+        "image_token": str,
+        "tokens_per_image": TOKENS_PER_IMAGE,
+        "position_ids": Choice(("mrope",), "position_ids kind"),
+        "layers_per_stage": MapOf(ListOf(int), key=Choice(_SIZES, "stage count"), sized=True),
+        "fixtures": BATCH_FIXTURES,
+        "staged_fixtures": BATCH_FIXTURES,
+        "distributed_fixtures": BATCH_FIXTURES,
+        "notes": str,
+    },
+    required={"image_token", "tokens_per_image"},
+)
+TEMPLATE_ENTRY = Obj(
+    {
+        "fixture": FIXTURE,
+        "description": str,
+        "rendered_contains": ListOf(str),
+        "rendered_not_contains": ListOf(str),
+        "add_generation_prompt": bool,
+    },
+    required={"fixture", "description"},
+)
 _EXTRA = ("pp", "text_injection", "processor_factory", "notes")
 
 
 def _entry_schema(checks: Sequence[str], extra: dict[str, Any], required: set[str]) -> Obj:
-    return Obj({"check": Choice(tuple(checks), "check"), "reason": str, "fixtures": FIXTURE_LIST, "link": str, **extra},
-               required={"check", "reason", *required})
+    return Obj(
+        {"check": Choice(tuple(checks), "check"), "reason": str, "fixtures": FIXTURE_LIST, "link": str, **extra},
+        required={"check", "reason", *required},
+    )
 
 
 def record_schema(data: dict[str, Any]) -> Obj:
     """The schema of a family record (``text_injection`` may only name the record's own collates)."""
     collates = tuple(x for x in [data.get("collate"), *(data.get("also_collate") or ())] if isinstance(x, str))
     impl_names = Choice(known_impls, "implementation")
-    return Obj({
-        "model_id": str, "family": str, "processor_class": str, "collate": str,
-        "checks": ListOf(Choice(CHECKS, "check")), "model_class": str, "vision_module": str,
-        "vision_tokens": ListOf(str),
-        "expected_failures": ListOf(_entry_schema(CHECKS, {"impl": Either(impl_names, ListOf(impl_names))}, set())),
-        "skips": ListOf(_entry_schema(CHECKS, {}, set())),
-        "template_behaviour": ListOf(TEMPLATE_ENTRY),
-        "also_collate": ListOf(str), "also_collate_checks": ListOf(Choice(CHECKS, "check")),
-        "text_injection": MapOf(Obj({"after": str, "insert": str}, required={"after", "insert"}),
-                                key=Choice(collates, "collate of this record")),
-        "pp": PP, "processor_factory": str, "notes": str,
-    }, required={"model_id", "family", "processor_class", "collate", "checks"})
+    return Obj(
+        {
+            "model_id": str,
+            "family": str,
+            "processor_class": str,
+            "collate": str,
+            "checks": ListOf(Choice(CHECKS, "check")),
+            "model_class": str,
+            "vision_module": str,
+            "vision_tokens": ListOf(str),
+            "expected_failures": ListOf(_entry_schema(CHECKS, {"impl": Either(impl_names, ListOf(impl_names))}, set())),
+            "skips": ListOf(_entry_schema(CHECKS, {}, set())),
+            "template_behaviour": ListOf(TEMPLATE_ENTRY),
+            "also_collate": ListOf(str),
+            "also_collate_checks": ListOf(Choice(CHECKS, "check")),
+            "text_injection": MapOf(
+                Obj({"after": str, "insert": str}, required={"after", "insert"}),
+                key=Choice(collates, "collate of this record"),
+            ),
+            "pp": PP,
+            "processor_factory": str,
+            "notes": str,
+        },
+        required={"model_id", "family", "processor_class", "collate", "checks"},
+    )
 
 
 def impl_schema(stem: str) -> Obj:
     models = Choice(lambda: (IMPL_ROW, *model_labels()), "model")
     entry = _entry_schema((*CHECKS, *IMPL_CHECKS), {"models": ListOf(models), "fixtures": ListOf(str)}, {"link"})
-    return Obj({"impl": Choice((stem,), "implementation (the file's name)"), "package": str, "notes": str,
-                "expected_failures": ListOf(entry)}, required={"impl", "package", "expected_failures"})
+    return Obj(
+        {
+            "impl": Choice((stem,), "implementation (the file's name)"),
+            "package": str,
+            "notes": str,
+            "expected_failures": ListOf(entry),
+        },
+        required={"impl", "package", "expected_failures"},
+    )
 
 
 def model_labels() -> tuple[str, ...]:
     """Every registered model id, every ``id@collate`` variant label, and ``id@<own collate>`` (the base row)."""
-    return tuple(label for s in load_registry().values()
-                 for label in (*(v.label for v in s.variants()), f"{s.model_id}@{s.collate}"))
+    return tuple(
+        label
+        for s in load_registry().values()
+        for label in (*(v.label for v in s.variants()), f"{s.model_id}@{s.collate}")
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,8 +319,9 @@ def load_impl_findings() -> dict[str, ImplFindings]:
         data = _read(path)
         validate(data, impl_schema(path.stem), str(path))
         _check_rows(data, str(path))
-        out[path.stem] = ImplFindings(data["impl"], data["package"],
-                                      tuple(_entry(x) for x in data["expected_failures"]), str(path))
+        out[path.stem] = ImplFindings(
+            data["impl"], data["package"], tuple(_entry(x) for x in data["expected_failures"]), str(path)
+        )
     return out
 
 
@@ -257,17 +330,22 @@ def _check_rows(data: dict[str, Any], source: str) -> None:
     for i, x in enumerate(data["expected_failures"]):
         models = x.get("models") or []
         if x["check"] in IMPL_CHECKS and any(m != IMPL_ROW for m in models):
-            raise ValueError(f"{source}: expected_failures[{i}].models: check {x['check']!r} is implementation-level; "
-                             f"its only row is {IMPL_ROW!r} (leave models empty)")
+            raise ValueError(
+                f"{source}: expected_failures[{i}].models: check {x['check']!r} is implementation-level; "
+                f"its only row is {IMPL_ROW!r} (leave models empty)"
+            )
         if x["check"] in CHECKS and IMPL_ROW in models:
-            raise ValueError(f"{source}: expected_failures[{i}].models: {IMPL_ROW!r} has no per-family check "
-                             f"{x['check']!r} (implementation-level checks: {', '.join(IMPL_CHECKS)})")
+            raise ValueError(
+                f"{source}: expected_failures[{i}].models: {IMPL_ROW!r} has no per-family check "
+                f"{x['check']!r} (implementation-level checks: {', '.join(IMPL_CHECKS)})"
+            )
         if x["check"] in CHECKS:  # family checks run over the corpus: a fixture must be a corpus id
             validate(x.get("fixtures", []), FIXTURE_LIST, source, f"expected_failures[{i}].fixtures")
 
 
-def expected_failure_for(model_label: str, model_id: str, check: str, fixture: str | None,
-                         impl_names: Sequence[str]) -> ExpectedFailure | None:
+def expected_failure_for(
+    model_label: str, model_id: str, check: str, fixture: str | None, impl_names: Sequence[str]
+) -> ExpectedFailure | None:
     """The recorded expected failure of one case, or None.
 
     Looks in each implementation's findings file (``impl_names`` in order: the active implementation,
@@ -282,10 +360,19 @@ def expected_failure_for(model_label: str, model_id: str, check: str, fixture: s
     own = f"{model_id}@{spec.collate}" if spec is not None and model_label == model_id else None
     for name in impl_names:
         record = findings.get(name)
-        hit = next((x for x in record.expected_failures
+        hit = (
+            next(
+                (
+                    x
+                    for x in record.expected_failures
                     if x.matches(check, fixture, impl_names, model_label, model_id)
-                    or (own is not None and own in x.models and x.matches(check, fixture, impl_names, own, own))),
-                   None) if record else None
+                    or (own is not None and own in x.models and x.matches(check, fixture, impl_names, own, own))
+                ),
+                None,
+            )
+            if record
+            else None
+        )
         if hit is not None:
             return hit
     return spec.expected_failure(check, fixture, impl_names) if spec is not None else None

@@ -29,9 +29,16 @@ from .registry import IMPL_ROW
 MAX_LINES, MAX_CHARS = 20, 3000
 NON_PASS = ("failed", "error", "xpassed", "env", "xfailed", "skipped")
 # Terminal column headings for long check names (a legend under the matrix spells them out).
-SHORT = {"vision_tokens": "vis_tokens", "label_consistency": "label_cons", "fake_image_mixed_batch": "fake_mixed",
-         "template_behaviour": "template", "pp_staged_forward": "pp_staged", "pp_distributed": "pp_dist",
-         "robustness": "robust", "pp_layouts": "pp_layout"}
+SHORT = {
+    "vision_tokens": "vis_tokens",
+    "label_consistency": "label_cons",
+    "fake_image_mixed_batch": "fake_mixed",
+    "template_behaviour": "template",
+    "pp_staged_forward": "pp_staged",
+    "pp_distributed": "pp_dist",
+    "robustness": "robust",
+    "pp_layouts": "pp_layout",
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,7 +120,11 @@ def cell_fraction(cell: dict[str, Any]) -> str:
         return status
     text = f"{status} {sum(counts.get(k, 0) for k in _COUNTED[status])}/{sum(counts.values())}"
     # a cell that also holds verdicts says so: 'env 3/102' alone would hide 88 recorded deviations
-    others = [f"{k.removesuffix('ed')} {counts[k]}" for k in ("xfailed", "failed") if counts.get(k) and k not in _COUNTED[status]]
+    others = [
+        f"{k.removesuffix('ed')} {counts[k]}"
+        for k in ("xfailed", "failed")
+        if counts.get(k) and k not in _COUNTED[status]
+    ]
     return text + "".join(f" +{o}" for o in others)
 
 
@@ -133,15 +144,26 @@ def build(meta: dict[str, Any], outcomes: dict[str, dict[str, list[dict]]], clas
     for model_id in _row_order(list(outcomes)):
         checks = {}
         for check, raw in sorted(outcomes[model_id].items()):
-            results = [{"case": r.get("case"), "outcome": r["outcome"], "reason": r.get("reason", ""),
-                        "link": r.get("link", ""), "evidence": r.get("evidence", "")} for r in raw]
+            results = [
+                {
+                    "case": r.get("case"),
+                    "outcome": r["outcome"],
+                    "reason": r.get("reason", ""),
+                    "link": r.get("link", ""),
+                    "evidence": r.get("evidence", ""),
+                }
+                for r in raw
+            ]
             counts = dict(Counter(r["outcome"] for r in results))
             reasons = sorted({r["reason"] + (f" ({r['link']})" if r["link"] else "") for r in results if r["reason"]})
             cell = {"status": cell_status(counts), "counts": counts, "reasons": reasons, "results": results}
             checks[check] = dict(cell, text=cell_fraction(cell))
         environment = sorted({r["reason"] for c in checks.values() for r in c["results"] if r["outcome"] == "env"})
-        report["models"][model_id] = {"fixture_class": classes.get(model_id, "UNKNOWN"), "environment": environment,
-                                      "checks": checks}
+        report["models"][model_id] = {
+            "fixture_class": classes.get(model_id, "UNKNOWN"),
+            "environment": environment,
+            "checks": checks,
+        }
     return report
 
 
@@ -151,8 +173,12 @@ def all_checks(report: dict[str, Any]) -> list[str]:
 
 def findings(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """``(model, check, cell)`` for every cell that is not ``pass``, in matrix order."""
-    return [(m, c, cell) for m, model in report["models"].items() for c, cell in model["checks"].items()
-            if cell["status"] != "pass"]
+    return [
+        (m, c, cell)
+        for m, model in report["models"].items()
+        for c, cell in model["checks"].items()
+        if cell["status"] != "pass"
+    ]
 
 
 def summary_line(cell: dict[str, Any]) -> str:
@@ -163,8 +189,11 @@ def summary_line(cell: dict[str, Any]) -> str:
         return ""
     if result["outcome"] == "xfailed":
         seen = first_line(result["evidence"], 160)
-        return first_line(result["reason"], 160) + (f" [{result['link']}]" if result["link"] else "") + \
-            (f" — seen: {seen}" if seen else "")
+        return (
+            first_line(result["reason"], 160)
+            + (f" [{result['link']}]" if result["link"] else "")
+            + (f" — seen: {seen}" if seen else "")
+        )
     text = result["evidence"] or result["reason"]
     if "[+ received] == [- snapshot]" in first_line(text):  # a golden diff: its first changed line says more
         changed = [ln.strip() for ln in text.splitlines() if ln.strip()[:1] in "-+" and ln.strip()[1:2] == " "]
@@ -197,7 +226,9 @@ def _finding_lines(model_id: str, check: str, cell: dict[str, Any]) -> list[str]
         named = ", ".join(f"`{c}`" for c in cases if c is not None) or "(the whole check)"
         lines.append(f"- {named}: **{r['outcome']}**")
         if r["reason"]:
-            lines.append(f"  - {'recorded reason' if r['outcome'] in ('xfailed', 'xpassed') else 'reason'}: {r['reason']}")
+            lines.append(
+                f"  - {'recorded reason' if r['outcome'] in ('xfailed', 'xpassed') else 'reason'}: {r['reason']}"
+            )
         if r["link"]:
             lines.append(f"  - link: {r['link']}")
         if r["evidence"]:
@@ -239,11 +270,15 @@ def to_terminal(report: dict[str, Any]) -> list[str]:
     checks = all_checks(report)
     heads = [SHORT.get(c, c) for c in checks]
     width = max([len(m) for m in report["models"]] + [10])
-    cols = [max([len(h)] + [len(cell_fraction(m["checks"][c])) for m in report["models"].values() if c in m["checks"]])
-            for c, h in zip(checks, heads)]
+    cols = [
+        max([len(h)] + [len(cell_fraction(m["checks"][c])) for m in report["models"].values() if c in m["checks"]])
+        for c, h in zip(checks, heads)
+    ]
     out = [f"{'model':<{width}}  {'class':<9} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, cols))]
     for model_id, model in report["models"].items():
-        cells = [f"{cell_fraction(model['checks'][c]) if c in model['checks'] else '—':>{w}}" for c, w in zip(checks, cols)]
+        cells = [
+            f"{cell_fraction(model['checks'][c]) if c in model['checks'] else '—':>{w}}" for c, w in zip(checks, cols)
+        ]
         out.append(f"{model_id:<{width}}  {model['fixture_class']:<9} " + " ".join(cells))
     legend = [f"{SHORT[c]} = {c}" for c in checks if c in SHORT]
     if legend:

@@ -79,8 +79,15 @@ def _model(kind: str) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, tie_word_embeddings=kind == "llama_tied")
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=kind == "llama_tied",
+    )
     return LlamaForCausalLM(config)
 
 
@@ -91,11 +98,17 @@ def build(value: Any, tmp_path: Path) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1 and next(iter(value)).startswith("$"):
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         builders: dict[str, Callable[[], Any]] = {
-            "$processor": lambda: _processor(arg), "$image": lambda: _image(*arg), "$file": lambda: _file(arg, tmp_path),
-            "$repeat": lambda: arg[0] * arg[1], "$tensor": lambda: torch.tensor(arg), "$zeros": lambda: torch.zeros(arg),
-            "$arange": lambda: torch.arange(arg), "$model": lambda: _model(arg), "$callable": lambda: (lambda batch: batch),
+            "$processor": lambda: _processor(arg),
+            "$image": lambda: _image(*arg),
+            "$file": lambda: _file(arg, tmp_path),
+            "$repeat": lambda: arg[0] * arg[1],
+            "$tensor": lambda: torch.tensor(arg),
+            "$zeros": lambda: torch.zeros(arg),
+            "$arange": lambda: torch.arange(arg),
+            "$model": lambda: _model(arg),
+            "$callable": lambda: lambda batch: batch,
         }
         if key not in builders:
             raise KeyError(f"unknown placeholder {key}")
@@ -133,13 +146,16 @@ def difference(a: Any, b: Any, path: str = "") -> str | None:
     if isinstance(a, dict):
         if a.keys() != b.keys():
             added, removed = sorted(a.keys() - b.keys(), key=repr), sorted(b.keys() - a.keys(), key=repr)
-            return f"{where}: keys " + ", ".join(filter(None, [f"added {added}" if added else "",
-                                                            f"removed {removed}" if removed else ""]))
+            return f"{where}: keys " + ", ".join(
+                filter(None, [f"added {added}" if added else "", f"removed {removed}" if removed else ""])
+            )
         return next((d for k in a if (d := difference(a[k], b[k], f"{path}[{k!r}]")) is not None), None)
     if isinstance(a, (list, tuple)):
         if len(a) != len(b):
             return f"{where}: length {len(b)} became {len(a)}"
-        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := difference(x, y, f"{path}[{i}]")) is not None), None)
+        return next(
+            (d for i, (x, y) in enumerate(zip(a, b)) if (d := difference(x, y, f"{path}[{i}]")) is not None), None
+        )
     if callable(a):
         return f"{where}: {b!r} replaced by {a!r}"
     return None if a == b else f"{where}: {_short(repr(b))} became {_short(repr(a))}"
@@ -187,8 +203,10 @@ def batch_problems(batch: Any, n_images: list[int] | None) -> list[str]:
         return [f"returned a batch without {missing}"]
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
     if ids.dim() != 2 or labels.shape != ids.shape or mask.shape != ids.shape:
-        return [f"returned input_ids {tuple(ids.shape)}, labels {tuple(labels.shape)}, attention_mask "
-                f"{tuple(mask.shape)}: expected equal [B, L] shapes"]
+        return [
+            f"returned input_ids {tuple(ids.shape)}, labels {tuple(labels.shape)}, attention_mask "
+            f"{tuple(mask.shape)}: expected equal [B, L] shapes"
+        ]
     problems = []
     sup = labels[:, :-1] != IGNORE
     if not torch.equal(labels[:, :-1][sup], ids[:, 1:][sup]):
@@ -204,7 +222,9 @@ def batch_problems(batch: Any, n_images: list[int] | None) -> list[str]:
             if got != n_images:
                 problems.append(f"returned n_images_per_sample {got}, expected {n_images}")
         elif "image_grid_thw" in batch and batch["image_grid_thw"].shape[0] != sum(n_images):
-            problems.append(f"returned {batch['image_grid_thw'].shape[0]} image_grid_thw rows for {sum(n_images)} image(s)")
+            problems.append(
+                f"returned {batch['image_grid_thw'].shape[0]} image_grid_thw rows for {sum(n_images)} image(s)"
+            )
         elif sum(n_images) and "pixel_values" not in batch:
             problems.append(f"returned no pixel_values for {sum(n_images)} image(s)")
     return problems
@@ -216,8 +236,9 @@ def entry(case: dict) -> Callable:
     return impl.get(documented, name)
 
 
-def run(case: dict, tmp_path: Path, check_batch: Callable[[Any], list[str]] | None = None,
-        page_allowances: bool = True) -> list[str]:
+def run(
+    case: dict, tmp_path: Path, check_batch: Callable[[Any], list[str]] | None = None, page_allowances: bool = True
+) -> list[str]:
     """Call the case's function by keyword and return its problems (empty: the case passes).
 
     Where a case expects an error and the call returns a context manager (a return form the pages
@@ -261,20 +282,25 @@ def run(case: dict, tmp_path: Path, check_batch: Callable[[Any], list[str]] | No
             outcome_problems, exempt = _judge_allowed(case, allowed, result, kwargs, before, tmp_path, check_batch)
             if outcome_problems:
                 how = " (the returned context manager entered and exited cleanly)" if stage else ""
-                problems.append(f"returned normally{how}; expected {case['raises']} naming "
-                                f"{', '.join(map(repr, case['match']))}, or what the page allows "
-                                f"({allowed['outcome']}), which does not hold: " + "; ".join(outcome_problems))
+                problems.append(
+                    f"returned normally{how}; expected {case['raises']} naming "
+                    f"{', '.join(map(repr, case['match']))}, or what the page allows "
+                    f"({allowed['outcome']}), which does not hold: " + "; ".join(outcome_problems)
+                )
         else:
             if "raises" in case:
                 how = " (the returned context manager entered and exited cleanly)" if stage else ""
-                problems.append(f"returned normally (silent pass){how}; expected {case['raises']} naming "
-                                f"{', '.join(map(repr, case['match']))}")
+                problems.append(
+                    f"returned normally (silent pass){how}; expected {case['raises']} naming "
+                    f"{', '.join(map(repr, case['match']))}"
+                )
             else:
                 problems += batch_problems(result, case["ok"]["n_images_per_sample"])
                 problems += check_batch(result) if check_batch is not None else []
             exempt = DOCUMENTED_IN_PLACE.get(case["entry"], ())  # a successful call may do what its page says
-    changed = difference({k: v for k, v in kwargs.items() if k not in exempt},
-                         {k: v for k, v in before.items() if k not in exempt})
+    changed = difference(
+        {k: v for k, v in kwargs.items() if k not in exempt}, {k: v for k, v in before.items() if k not in exempt}
+    )
     if changed is None and then_inputs:
         changed = difference(then_inputs, then_before)
     if changed is not None:
@@ -297,8 +323,15 @@ def _raise_if_missing_dependency(exc: BaseException) -> None:
 # ---------------------------------------------------------------- outcomes the pages allow (page_allows)
 
 
-def _judge_allowed(case: dict, allowed: dict, result: Any, kwargs: dict[str, Any], before: dict[str, Any],
-                   tmp_path: Path, check_batch: Callable[[Any], list[str]] | None) -> tuple[list[str], tuple[str, ...]]:
+def _judge_allowed(
+    case: dict,
+    allowed: dict,
+    result: Any,
+    kwargs: dict[str, Any],
+    before: dict[str, Any],
+    tmp_path: Path,
+    check_batch: Callable[[Any], list[str]] | None,
+) -> tuple[list[str], tuple[str, ...]]:
     """How ``result`` misses the page's permitted outcome (empty: it holds), and the in-place exemption."""
     from .bad_inputs import DOCUMENTED_IN_PLACE
 
@@ -357,19 +390,21 @@ def fake_image_conversation_problems(result: Any, original: Any, passed: Any = N
     content = message.get("content")
     fakes = [j for j, item in enumerate(content) if _is_fake_image_item(item)] if isinstance(content, list) else []
     if len(fakes) != 1:
-        return [f"the first user message (message {first}) holds {len(fakes)} fake image item(s) "
-                f"(a 56x56 white image), expected 1: content {_short(repr(content))}"]
+        return [
+            f"the first user message (message {first}) holds {len(fakes)} fake image item(s) "
+            f"(a 56x56 white image), expected 1: content {_short(repr(content))}"
+        ]
     own = [item for j, item in enumerate(content) if j != fakes[0]]
     was = [i for i, m in enumerate(original) if isinstance(m, dict) and m.get("role") == "user"]
     if was:
         if first != was[0]:
             return [f"the fake image went to message {first}, not to the first user message {was[0]}"]
-        want_own, want_others = _as_items(original[was[0]].get("content")), original[:was[0]] + original[was[0] + 1:]
+        want_own, want_others = _as_items(original[was[0]].get("content")), original[: was[0]] + original[was[0] + 1 :]
         want_keys = {k: v for k, v in original[was[0]].items() if k != "content"}
     else:
         want_own, want_others, want_keys = [], list(original), {"role": "user"}
     found = []
-    if (diff := difference(result[:first] + result[first + 1:], want_others, "<other messages>")) is not None:
+    if (diff := difference(result[:first] + result[first + 1 :], want_others, "<other messages>")) is not None:
         found.append(f"changed the other messages: {diff}")
     if (diff := difference(own, want_own, f"[{first}]['content']")) is not None:
         found.append(f"changed the user message's own content: {diff}")

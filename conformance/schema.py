@@ -112,15 +112,22 @@ def validate(value: Any, schema: Any, source: str, path: str = "") -> None:
     elif isinstance(schema, Tagged):
         kind = value.get(schema.tag)
         if kind is None:
-            raise ValueError(f"{source}: {where}: missing required key {schema.tag!r} (one of {', '.join(schema.kinds)})")
-        validate(kind, Choice(tuple(schema.kinds), f"{path.rpartition('.')[2] or schema.tag} {schema.tag}"),
-                 source, f"{path}.{schema.tag}")
+            raise ValueError(
+                f"{source}: {where}: missing required key {schema.tag!r} (one of {', '.join(schema.kinds)})"
+            )
+        validate(
+            kind,
+            Choice(tuple(schema.kinds), f"{path.rpartition('.')[2] or schema.tag} {schema.tag}"),
+            source,
+            f"{path}.{schema.tag}",
+        )
         validate({k: v for k, v in value.items() if k != schema.tag}, schema.kinds[kind], source, path)
     elif isinstance(schema, Obj):
         for key in value:
             if key not in schema.fields:
-                raise ValueError(f"{source}: unknown key {(path + '.' if path else '') + key!r}"
-                                 f"{_hint(key, tuple(schema.fields))}")
+                raise ValueError(
+                    f"{source}: unknown key {(path + '.' if path else '') + key!r}{_hint(key, tuple(schema.fields))}"
+                )
         missing = sorted(schema.required - set(value))
         if missing:
             raise ValueError(f"{source}: {where}: missing required key(s) {missing}")

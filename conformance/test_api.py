@@ -18,5 +18,7 @@ CHECK = "api"
 def test_api(case):
     problems = api_check.check(case)
     if problems:
-        raise CheckFailure(f"[{impl.active()} | documented module {case} | check {CHECK}] {len(problems)} deviation(s) from the "
-                           f"documented API:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise CheckFailure(
+            f"[{impl.active()} | documented module {case} | check {CHECK}] {len(problems)} deviation(s) from the "
+            f"documented API:\n" + "\n".join(f"  - {p}" for p in problems)
+        )

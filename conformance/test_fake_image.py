@@ -11,4 +11,3 @@ def case_filter(case):
 
 def test_fake_image(family, case):
     check_fake_image_invisible(family, case)
-

@@ -19,7 +19,11 @@ def test_label_consistency(family, case, record_property):
     if diff["mislabeled"]:
         tok = load_processor(family.model_id).tokenizer
         ids = reference_ids(family, case)[0]
-        raise CheckFailure("\n".join([
-            f"{header(family, case.id, CHECK)} legacy build_labels supervises tokens the template markers do not:",
-            *decode_runs(tok, ids, diff["mislabeled"]),
-        ]))
+        raise CheckFailure(
+            "\n".join(
+                [
+                    f"{header(family, case.id, CHECK)} legacy build_labels supervises tokens the template markers do not:",
+                    *decode_runs(tok, ids, diff["mislabeled"]),
+                ]
+            )
+        )

@@ -20,5 +20,7 @@ CHECK = "pp_layouts"
 def test_pp_layouts(case):
     found = problems(case)
     if found:
-        raise CheckFailure(f"[{impl.active()} | {case.function} layout {case.summary!r} | check {CHECK}] "
-                           f"{len(found)} cell(s) wrong:\n" + "\n".join(f"  - {p}" for p in found[:12]))
+        raise CheckFailure(
+            f"[{impl.active()} | {case.function} layout {case.summary!r} | check {CHECK}] "
+            f"{len(found)} cell(s) wrong:\n" + "\n".join(f"  - {p}" for p in found[:12])
+        )

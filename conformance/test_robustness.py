@@ -20,5 +20,6 @@ CHECK = "robustness"
 def test_robustness(case, tmp_path):
     problems = robustness.run(case, tmp_path)
     if problems:
-        raise CheckFailure(f"[{impl.active()} | {case['entry']} | case {case['id']} | check {CHECK}] "
-                           + "; ".join(problems))
+        raise CheckFailure(
+            f"[{impl.active()} | {case['entry']} | case {case['id']} | check {CHECK}] " + "; ".join(problems)
+        )

@@ -24,16 +24,23 @@ def test_template_behaviour(family):
     corpus = {c.id: c for c in load_corpus()}
     today = datetime.date.today().isoformat()
     for entry in family.template_behaviour:
-        rendered = processor.apply_chat_template(corpus[entry["fixture"]].conversation, tokenize=False,
-                                                 add_generation_prompt=entry.get("add_generation_prompt", False))
+        rendered = processor.apply_chat_template(
+            corpus[entry["fixture"]].conversation,
+            tokenize=False,
+            add_generation_prompt=entry.get("add_generation_prompt", False),
+        )
         for want in entry.get("rendered_contains", ()):
             needle = want.format(today=today)
             if needle not in rendered:
-                raise CheckFailure(f"{header(family, entry['fixture'], CHECK)} {entry['description']}: "
-                                   f"{needle!r} not in the rendered prompt {rendered[:300]!r}")
+                raise CheckFailure(
+                    f"{header(family, entry['fixture'], CHECK)} {entry['description']}: "
+                    f"{needle!r} not in the rendered prompt {rendered[:300]!r}"
+                )
         for unwanted in entry.get("rendered_not_contains", ()):
             needle = unwanted.format(today=today)
             if needle in rendered:
                 at = rendered.index(needle)
-                raise CheckFailure(f"{header(family, entry['fixture'], CHECK)} {entry['description']}: "
-                                   f"{needle!r} is in the rendered prompt: ...{rendered[max(0, at - 80):at + 80]!r}...")
+                raise CheckFailure(
+                    f"{header(family, entry['fixture'], CHECK)} {entry['description']}: "
+                    f"{needle!r} is in the rendered prompt: ...{rendered[max(0, at - 80) : at + 80]!r}..."
+                )

@@ -17,10 +17,14 @@ def test_vision_tokens(family):
     found = _get_vision_token_ids(processor=processor)
     declared = set(vision_token_ids(family, processor))
     if not found:
-        raise CheckFailure(f"{header(family, '-', CHECK)} _get_vision_token_ids found no vision tokens for "
-                           f"{type(processor).__name__}: fake images would stay visible")
+        raise CheckFailure(
+            f"{header(family, '-', CHECK)} _get_vision_token_ids found no vision tokens for "
+            f"{type(processor).__name__}: fake images would stay visible"
+        )
     missing = declared - found
     if missing:
         tok = processor.tokenizer
-        raise CheckFailure(f"{header(family, '-', CHECK)} _get_vision_token_ids misses declared vision tokens "
-                           f"{sorted(tok.convert_ids_to_tokens(sorted(missing)))}")
+        raise CheckFailure(
+            f"{header(family, '-', CHECK)} _get_vision_token_ids misses declared vision tokens "
+            f"{sorted(tok.convert_ids_to_tokens(sorted(missing)))}"
+        )

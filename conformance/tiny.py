@@ -17,8 +17,14 @@ import torch
 
 TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "head_dim": 16}
 VISION = {"hidden_size": 32, "intermediate_size": 64, "depth": 2, "heads": 2}
-MOE = {"moe_intermediate_size": 32, "shared_expert_intermediate_size": 32, "num_experts": 4, "num_local_experts": 4,
-       "n_routed_experts": 4, "num_experts_per_tok": 2}
+MOE = {
+    "moe_intermediate_size": 32,
+    "shared_expert_intermediate_size": 32,
+    "num_experts": 4,
+    "num_local_experts": 4,
+    "n_routed_experts": 4,
+    "num_experts_per_tok": 2,
+}
 MAX_PARAMETERS = 80_000_000
 """A tiny model keeps the real vocabulary (e.g. 262k x 64 x 2 for Gemma 3: 34M); anything above this is not tiny."""
 
@@ -123,10 +129,14 @@ def tiny_model(model_class: type, real_config: Any, seed: int = 0) -> torch.nn.M
     try:
         size = count_parameters(model_class, config)
     except Exception as exc:
-        raise NotShrinkable(f"{model_class.__name__} cannot be built from the shrunk config: "
-                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise NotShrinkable(
+            f"{model_class.__name__} cannot be built from the shrunk config: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     if size > MAX_PARAMETERS:
-        raise NotShrinkable(f"{model_class.__name__} shrunk from the real config still has {size:,} parameters "
-                            f"(> {MAX_PARAMETERS:,}); the harness builds no model that large")
+        raise NotShrinkable(
+            f"{model_class.__name__} shrunk from the real config still has {size:,} parameters "
+            f"(> {MAX_PARAMETERS:,}); the harness builds no model that large"
+        )
     torch.manual_seed(seed)
     return model_class(config).to(torch.float32).eval()

@@ -17,13 +17,33 @@ _SPLIT = "pipelining:split_hf_model_into_stages"
 _LLAMA = {"$model": "llama"}
 
 VLMSPEC_ONLY: list[dict] = [
-    {"id": "split_model_without_layers", **call(_SPLIT, model={"$model": "linear"}, n_stages=2), **raises("ValueError", "layers", "Linear")},
+    {
+        "id": "split_model_without_layers",
+        **call(_SPLIT, model={"$model": "linear"}, n_stages=2),
+        **raises("ValueError", "layers", "Linear"),
+    },
     {"id": "split_not_a_module", **call(_SPLIT, model="model", n_stages=2), **raises("TypeError", "model", "str")},
     {"id": "split_n_stages_0", **call(_SPLIT, model=_LLAMA, n_stages=0), **raises("ValueError", "n_stages", "got 0")},
-    {"id": "split_n_stages_not_int", **call(_SPLIT, model=_LLAMA, n_stages="2"), **raises("TypeError", "n_stages", "str")},
-    {"id": "split_more_stages_than_layers", **call(_SPLIT, model=_LLAMA, n_stages=3), **raises("ValueError", "n_stages=3", "2 decoder layers")},
-    {"id": "split_layers_per_stage_wrong_sum", **call(_SPLIT, model=_LLAMA, n_stages=2, layers_per_stage=[1, 5]), **raises("ValueError", "layers_per_stage", "summing to 2")},
-    {"id": "split_layers_per_stage_not_ints", **call(_SPLIT, model=_LLAMA, n_stages=2, layers_per_stage="ab"), **raises("TypeError", "layers_per_stage")},
+    {
+        "id": "split_n_stages_not_int",
+        **call(_SPLIT, model=_LLAMA, n_stages="2"),
+        **raises("TypeError", "n_stages", "str"),
+    },
+    {
+        "id": "split_more_stages_than_layers",
+        **call(_SPLIT, model=_LLAMA, n_stages=3),
+        **raises("ValueError", "n_stages=3", "2 decoder layers"),
+    },
+    {
+        "id": "split_layers_per_stage_wrong_sum",
+        **call(_SPLIT, model=_LLAMA, n_stages=2, layers_per_stage=[1, 5]),
+        **raises("ValueError", "layers_per_stage", "summing to 2"),
+    },
+    {
+        "id": "split_layers_per_stage_not_ints",
+        **call(_SPLIT, model=_LLAMA, n_stages=2, layers_per_stage="ab"),
+        **raises("TypeError", "layers_per_stage"),
+    },
 ]
 
 CASES: list[dict] = CONFORMANCE_CASES + VLMSPEC_ONLY

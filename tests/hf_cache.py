@@ -9,10 +9,21 @@ from vlmspec.hub import materialize
 from vlmspec.hub.cache import _write_snapshot
 
 # Qwen2.5-VL-3B-Instruct's real sizes, as its PROVENANCE.md records them (shared/families/…/PROVENANCE.md)
-QWEN25_REAL_TEXT = {"hidden_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
-                    "intermediate_size": 11008}
-QWEN25_REAL_VISION = {"depth": 32, "hidden_size": 1280, "out_hidden_size": 2048, "intermediate_size": 3420,
-                      "num_heads": 16, "fullatt_block_indexes": [7, 15, 23, 31]}
+QWEN25_REAL_TEXT = {
+    "hidden_size": 2048,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "intermediate_size": 11008,
+}
+QWEN25_REAL_VISION = {
+    "depth": 32,
+    "hidden_size": 1280,
+    "out_hidden_size": 2048,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+}
 
 
 def real_size_qwen25_config(tiny: dict) -> dict:

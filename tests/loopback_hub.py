@@ -68,11 +68,21 @@ class LoopbackHub:
             if files is None:
                 return self._send(handler, 404, headers={"X-Error-Code": "RepoNotFound"}, head=head)
             if name not in files:
-                return self._send(handler, 404, headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT},
-                                  head=head)
+                return self._send(
+                    handler, 404, headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT}, head=head
+                )
             data = files[name]
-            return self._send(handler, 200, data, {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-                                                   "Content-Type": "application/octet-stream"}, head=head)
+            return self._send(
+                handler,
+                200,
+                data,
+                {
+                    "X-Repo-Commit": COMMIT,
+                    "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                    "Content-Type": "application/octet-stream",
+                },
+                head=head,
+            )
         api = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/(tree|revision)/([^/]+)(?:/(.*))?)?", path)
         if api:
             repo, kind, _, sub = api.groups()
@@ -81,11 +91,16 @@ class LoopbackHub:
                 return self._send(handler, 404, headers={"X-Error-Code": "RepoNotFound"}, head=head)
             if kind == "tree":
                 prefix = (sub or "").rstrip("/")
-                entries = [{"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
-                           for n, d in sorted(files.items()) if not prefix or n.startswith(prefix + "/")]
+                entries = [
+                    {"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
+                    for n, d in sorted(files.items())
+                    if not prefix or n.startswith(prefix + "/")
+                ]
                 if prefix and not entries:
                     return self._send(handler, 404, headers={"X-Error-Code": "EntryNotFound"}, head=head)
-                return self._send(handler, 200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, head=head)
+                return self._send(
+                    handler, 200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, head=head
+                )
             info = {"id": repo, "sha": COMMIT, "siblings": [{"rfilename": n} for n in sorted(files)]}
             return self._send(handler, 200, json.dumps(info).encode(), {"Content-Type": "application/json"}, head=head)
         if path.startswith("/api/"):

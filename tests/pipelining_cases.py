@@ -64,20 +64,34 @@ def _padding_mask(length: int) -> torch.Tensor:
 def build_llama() -> Case:
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
-        vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 256, (BATCH, 16), generator=gen)
-    return Case("llama", model, {"input_ids": ids, "attention_mask": _padding_mask(16)}, ("input_ids", "attention_mask"), 3)
+    return Case(
+        "llama", model, {"input_ids": ids, "attention_mask": _padding_mask(16)}, ("input_ids", "attention_mask"), 3
+    )
 
 
 def build_qwen2() -> Case:
     torch.manual_seed(0)
     cfg = transformers.Qwen2Config(
-        vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
     )
     model = transformers.Qwen2ForCausalLM(cfg).eval()
     ids = torch.randint(0, 256, (BATCH, 16), generator=torch.Generator().manual_seed(2))
@@ -95,7 +109,10 @@ def _build_qwen_vl(name: str, model_id: str, model_class: type, patch: int, seed
     model = model_class(cfg).eval()
     gen = torch.Generator().manual_seed(seed)
     grids = [[1, 2 * int(a), 2 * int(b)] for a, b in torch.randint(1, 3, (sum(IMAGE_COUNTS), 2), generator=gen)]
-    blocks = [[cfg.vision_start_token_id] + [cfg.image_token_id] * (h * w // 4) + [cfg.vision_end_token_id] for _, h, w in grids]
+    blocks = [
+        [cfg.vision_start_token_id] + [cfg.image_token_id] * (h * w // 4) + [cfg.vision_end_token_id]
+        for _, h, w in grids
+    ]
     ids = _image_sequences(blocks, 32, gen)
     grid = torch.tensor(grids)
     pixel_values = torch.randn(int(grid.prod(-1).sum()), 3 * 2 * patch * patch, generator=gen)
@@ -114,14 +131,21 @@ def _build_qwen_vl(name: str, model_id: str, model_class: type, patch: int, seed
 
 
 def build_qwen2_5_vl(small_vocab: bool = True) -> Case:
-    return _build_qwen_vl("qwen2_5_vl" + ("" if small_vocab else "_family_vocab"), "Qwen/Qwen2.5-VL-3B-Instruct",
-                          transformers.Qwen2_5_VLForConditionalGeneration, 14, 1, small_vocab)
+    return _build_qwen_vl(
+        "qwen2_5_vl" + ("" if small_vocab else "_family_vocab"),
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        transformers.Qwen2_5_VLForConditionalGeneration,
+        14,
+        1,
+        small_vocab,
+    )
 
 
 def build_qwen3_vl(small_vocab: bool = True) -> Case:
     """Qwen3-VL: patch 16, interleaved M-RoPE and DeepStack features (vision level 0 -> decoder layer 0)."""
-    return _build_qwen_vl("qwen3_vl", "Qwen/Qwen3-VL-2B-Instruct", transformers.Qwen3VLForConditionalGeneration,
-                          16, 3, small_vocab)
+    return _build_qwen_vl(
+        "qwen3_vl", "Qwen/Qwen3-VL-2B-Instruct", transformers.Qwen3VLForConditionalGeneration, 16, 3, small_vocab
+    )
 
 
 def _gemma3_config(layers: int = 4, small_vocab: bool = True):
@@ -143,7 +167,13 @@ def build_gemma3_text() -> Case:
     torch.manual_seed(0)
     model = transformers.Gemma3ForCausalLM(tc).eval()
     ids = torch.randint(0, 1000, (BATCH, 16), generator=torch.Generator().manual_seed(3))
-    return Case("gemma3_text", model, {"input_ids": ids, "attention_mask": _padding_mask(16)}, ("input_ids", "attention_mask"), 3)
+    return Case(
+        "gemma3_text",
+        model,
+        {"input_ids": ids, "attention_mask": _padding_mask(16)},
+        ("input_ids", "attention_mask"),
+        3,
+    )
 
 
 def build_gemma3_vlm(token_type_ids: bool = True, small_vocab: bool = True) -> Case:
@@ -239,7 +269,13 @@ def build_mistral3(small_vocab: bool = True) -> Case:
         "image_sizes": torch.tensor(sizes),
         "n_images_per_sample": torch.tensor(IMAGE_COUNTS),
     }
-    return Case("mistral3" + ("" if small_vocab else "_family_vocab"), model, batch, ("input_ids", "pixel_values", "image_sizes"), 2)
+    return Case(
+        "mistral3" + ("" if small_vocab else "_family_vocab"),
+        model,
+        batch,
+        ("input_ids", "pixel_values", "image_sizes"),
+        2,
+    )
 
 
 BUILDERS: dict[str, Callable[[], Case]] = {

@@ -36,15 +36,23 @@ def _content(image: str, video: str = "", audio: str = "") -> str:
 
 
 def _im_start_template(image: str, video: str = "", audio: str = "") -> str:
-    return ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n" + _content(image, video, audio)
-            + "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+        + _content(image, video, audio)
+        + "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
 
 
-PHI4_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>" + _content("<|image|>", "", "<|audio|>")
-                 + "<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
-QWEN3_OMNI_TEMPLATE = _im_start_template("<|vision_start|><|image_pad|><|vision_end|>",
-                                         "<|vision_start|><|video_pad|><|vision_end|>",
-                                         "<|audio_start|><|audio_pad|><|audio_end|>")
+PHI4_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>"
+    + _content("<|image|>", "", "<|audio|>")
+    + "<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+QWEN3_OMNI_TEMPLATE = _im_start_template(
+    "<|vision_start|><|image_pad|><|vision_end|>",
+    "<|vision_start|><|video_pad|><|vision_end|>",
+    "<|audio_start|><|audio_pad|><|audio_end|>",
+)
 NEMOTRON_OMNI_TEMPLATE = _im_start_template("<image>", "<video>", "<so_embedding>")
 
 
@@ -86,26 +94,43 @@ def qwen25_processor():
 def phi4_processor():
     """Phi4MultimodalProcessor (real class, real image processor and audio feature extractor)."""
     Phi4MultimodalFeatureExtractor, Phi4MultimodalImageProcessor, Phi4MultimodalProcessor = _transformers(
-        "Phi4MultimodalFeatureExtractor", "Phi4MultimodalImageProcessor", "Phi4MultimodalProcessor")
+        "Phi4MultimodalFeatureExtractor", "Phi4MultimodalImageProcessor", "Phi4MultimodalProcessor"
+    )
 
-    tok = qwen_tokenizer({"image_token": "<|image|>", "audio_token": "<|audio|>"},
-                         ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"))
-    return Phi4MultimodalProcessor(Phi4MultimodalImageProcessor(dynamic_hd=1), Phi4MultimodalFeatureExtractor(), tok,
-                                   chat_template=PHI4_TEMPLATE)
+    tok = qwen_tokenizer(
+        {"image_token": "<|image|>", "audio_token": "<|audio|>"}, ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+    )
+    return Phi4MultimodalProcessor(
+        Phi4MultimodalImageProcessor(dynamic_hd=1), Phi4MultimodalFeatureExtractor(), tok, chat_template=PHI4_TEMPLATE
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def qwen3_omni_processor():
     """Qwen3OmniMoeProcessor (real class): Qwen2-VL image/video processors + Whisper features, small budgets."""
     Qwen2VLImageProcessor, Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor, WhisperFeatureExtractor = _transformers(
-        "Qwen2VLImageProcessor", "Qwen2VLVideoProcessor", "Qwen3OmniMoeProcessor", "WhisperFeatureExtractor")
+        "Qwen2VLImageProcessor", "Qwen2VLVideoProcessor", "Qwen3OmniMoeProcessor", "WhisperFeatureExtractor"
+    )
 
-    tok = qwen_tokenizer({"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "audio_token": "<|audio_pad|>",
-                          "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>",
-                          "audio_bos_token": "<|audio_start|>", "audio_eos_token": "<|audio_end|>"})
+    tok = qwen_tokenizer(
+        {
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "audio_token": "<|audio_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+            "audio_bos_token": "<|audio_start|>",
+            "audio_eos_token": "<|audio_end|>",
+        }
+    )
     small = {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}
-    proc = Qwen3OmniMoeProcessor(Qwen2VLImageProcessor(size=small), Qwen2VLVideoProcessor(size=small),
-                                 WhisperFeatureExtractor(), tok, chat_template=QWEN3_OMNI_TEMPLATE)
+    proc = Qwen3OmniMoeProcessor(
+        Qwen2VLImageProcessor(size=small),
+        Qwen2VLVideoProcessor(size=small),
+        WhisperFeatureExtractor(),
+        tok,
+        chat_template=QWEN3_OMNI_TEMPLATE,
+    )
     proc.videos_kwargs = {"size": small}  # the class default upsizes every frame to 128*32*32 pixels
     return proc
 
@@ -140,8 +165,10 @@ class _FixedSizeImageProcessor:
         self.size = size
 
     def __call__(self, images=None, return_tensors="pt", **kwargs):
-        arrays = [np.asarray(im.convert("RGB").resize(self.size[::-1], Image.BICUBIC), dtype=np.float32) / 255.0
-                  for im in images]
+        arrays = [
+            np.asarray(im.convert("RGB").resize(self.size[::-1], Image.BICUBIC), dtype=np.float32) / 255.0
+            for im in images
+        ]
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         return {"pixel_values": (pixels - 0.5) / 0.5}
 

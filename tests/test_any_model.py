@@ -25,9 +25,15 @@ from .hf_cache import QWEN25_REAL_TEXT, QWEN25_REAL_VISION, cache_with_qwen25_un
 
 ROOT = Path(__file__).resolve().parents[1]
 # one registered family per tokens_per_image kind (and Kimi-VL for a grid under another key)
-REVIEWED = ("Qwen/Qwen2.5-VL-3B-Instruct", "google/gemma-3-4b-it", "google/gemma-4-E2B-it",
-            "mistralai/Mistral-Small-3.1-24B-Instruct-2503", "microsoft/Phi-4-multimodal-instruct",
-            "stepfun-ai/Step-3.7-Flash", "moonshotai/Kimi-VL-A3B-Instruct")
+REVIEWED = (
+    "Qwen/Qwen2.5-VL-3B-Instruct",
+    "google/gemma-3-4b-it",
+    "google/gemma-4-E2B-it",
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+    "microsoft/Phi-4-multimodal-instruct",
+    "stepfun-ai/Step-3.7-Flash",
+    "moonshotai/Kimi-VL-A3B-Instruct",
+)
 
 
 def _corpus_media(processor):
@@ -54,8 +60,14 @@ def test_derived_vision_tokens_and_image_rule_agree_with_the_reviewed_record(mod
     assert placeholder == spec.pp["image_token"]
     rule = tokens_per_image_rule(processor, placeholder)
     assert rule is not None
-    derived = FamilySpec(model_id=model_id, family="", processor_class="", collate="auto", checks=(),
-                         extra={"pp": {"image_token": placeholder, "tokens_per_image": rule}})
+    derived = FamilySpec(
+        model_id=model_id,
+        family="",
+        processor_class="",
+        collate="auto",
+        checks=(),
+        extra={"pp": {"image_token": placeholder, "tokens_per_image": rule}},
+    )
     tid = processor.tokenizer.convert_tokens_to_ids(placeholder)
     for media, n_images in _corpus_media(processor):
         media = dict(media)
@@ -109,8 +121,15 @@ def test_derived_record_of_a_cached_model(tmp_path, monkeypatch):
     assert set(spec.vision_tokens) == set(reviewed.vision_tokens)
     assert spec.pp["tokens_per_image"] == reviewed.pp["tokens_per_image"] and spec.pp["position_ids"] == "mrope"
     assert spec.model_class == reviewed.model_class and spec.vision_module == reviewed.vision_module
-    assert set(spec.checks) == {"labels", "label_consistency", "vision_tokens", "fake_image", "golden",
-                                "pp_chunking", "pp_staged_forward"}
+    assert set(spec.checks) == {
+        "labels",
+        "label_consistency",
+        "vision_tokens",
+        "fake_image",
+        "golden",
+        "pp_chunking",
+        "pp_staged_forward",
+    }
     assert set(derived.not_run) == {"fake_image_mixed_batch", "template_behaviour", "pp_distributed", "pp_golden"}
     assert all(derived.not_run.values())
 
@@ -121,12 +140,38 @@ def test_an_unregistered_model_from_the_hf_cache_runs_every_derivable_check(tmp_
     model_id = "someone/qwen25-vl-finetune"
     cache_with_qwen25_under(model_id, tmp_path / "hub")
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "VLMSPEC_GOLDEN_DIR": str(tmp_path / "golden")}
-    checks = ("labels", "label_consistency", "vision_tokens", "fake_image", "golden", "pp_chunking", "pp_staged_forward")
+    checks = (
+        "labels",
+        "label_consistency",
+        "vision_tokens",
+        "fake_image",
+        "golden",
+        "pp_chunking",
+        "pp_staged_forward",
+    )
     for update in (["--snapshot-update"], []):
         started = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q",
-                              "--model", model_id, "--conformance-report", str(tmp_path / "report"), *update],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "conformance",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--model",
+                model_id,
+                "--conformance-report",
+                str(tmp_path / "report"),
+                *update,
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         elapsed = time.monotonic() - started
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
         assert elapsed < 120, f"{elapsed:.0f} s"
@@ -141,5 +186,8 @@ def test_audio_tokens_are_named_from_the_processor():
     from conformance.derive import audio_tokens
 
     assert set(audio_tokens(load_processor("Qwen/Qwen3-Omni-30B-A3B-Instruct"))) == {
-        "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>"}
+        "<|audio_start|>",
+        "<|audio_end|>",
+        "<|audio_pad|>",
+    }
     assert audio_tokens(load_processor("Qwen/Qwen2.5-VL-3B-Instruct")) == []

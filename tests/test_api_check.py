@@ -37,7 +37,9 @@ def test_matching_signature_has_no_problem():
 
 def test_missing_name():
     assert api_check.module_problems(_module(), {"gone": ["x"], "DATA": None}) == [
-        "missing: synthetic_impl.DATA", "missing: synthetic_impl.gone"]
+        "missing: synthetic_impl.DATA",
+        "missing: synthetic_impl.gone",
+    ]
 
 
 def test_class_method_resolves_through_attributes_and_self_is_skipped():
@@ -58,7 +60,8 @@ def test_renamed_parameter_suggests_the_close_spelling():
         pass
 
     assert _problems(f, ["batch", "batch_size"]) == [
-        "f: documented parameter 'batch_size' has no counterpart (renamed to 'batch_sz'?)"]
+        "f: documented parameter 'batch_size' has no counterpart (renamed to 'batch_sz'?)"
+    ]
 
 
 def test_renamed_parameter_suggests_the_one_at_the_same_position():
@@ -66,7 +69,8 @@ def test_renamed_parameter_suggests_the_one_at_the_same_position():
         pass
 
     assert _problems(f, ["batch", "batch_size", "n_microbatches"]) == [
-        "f: documented parameter 'batch_size' has no counterpart (renamed to 'bs'?)"]
+        "f: documented parameter 'batch_size' has no counterpart (renamed to 'bs'?)"
+    ]
 
 
 def test_dropped_parameter_absorbed_by_kwargs_is_still_a_problem():
@@ -74,7 +78,8 @@ def test_dropped_parameter_absorbed_by_kwargs_is_still_a_problem():
         pass
 
     assert _problems(f, ["batch", "batch_size", "kwargs"]) == [
-        "f: documented parameter 'batch_size' has no counterpart (only a **kwargs would swallow it)"]
+        "f: documented parameter 'batch_size' has no counterpart (only a **kwargs would swallow it)"
+    ]
 
 
 def test_missing_var_keyword():
@@ -82,7 +87,8 @@ def test_missing_var_keyword():
         pass
 
     assert _problems(f, ["config", "kwargs"]) == [
-        "f: documented **kwargs has no counterpart: documented extra arguments are rejected"]
+        "f: documented **kwargs has no counterpart: documented extra arguments are rejected"
+    ]
 
 
 def test_reordered_parameters():
@@ -91,7 +97,8 @@ def test_reordered_parameters():
 
     assert _problems(f, ["batch", "batch_size", "n_microbatches"]) == [
         "f: parameters reordered: documented (batch, batch_size, n_microbatches), "
-        "implementation (n_microbatches, batch, batch_size)"]
+        "implementation (n_microbatches, batch, batch_size)"
+    ]
 
 
 def test_keyword_only_parameters_are_one_problem():
@@ -100,7 +107,8 @@ def test_keyword_only_parameters_are_one_problem():
 
     assert _problems(f, ["batch", "batch_size", "n_microbatches"]) == [
         "f: parameters 'batch_size', 'n_microbatches' are keyword-only; the page documents them positional-or-keyword "
-        "(a positional call fails)"]
+        "(a positional call fails)"
+    ]
 
 
 def test_positional_only_parameter():
@@ -108,7 +116,8 @@ def test_positional_only_parameter():
         pass
 
     assert _problems(f, ["batch", "processor"]) == [
-        "f: parameter 'batch' is positional-only; the page documents it positional-or-keyword (a keyword call fails)"]
+        "f: parameter 'batch' is positional-only; the page documents it positional-or-keyword (a keyword call fails)"
+    ]
 
 
 def test_undocumented_parameter_without_default():
@@ -116,7 +125,8 @@ def test_undocumented_parameter_without_default():
         pass
 
     assert _problems(f, ["examples", "processor"]) == [
-        "f: undocumented parameter 'tokenizer' has no default: documented calls omit it and fail"]
+        "f: undocumented parameter 'tokenizer' has no default: documented calls omit it and fail"
+    ]
 
 
 def test_undocumented_parameter_before_a_documented_one_shifts_positional_calls():
@@ -124,7 +134,8 @@ def test_undocumented_parameter_before_a_documented_one_shifts_positional_calls(
         pass
 
     assert _problems(f, ["examples", "processor"]) == [
-        "f: undocumented parameter 'strict' comes before documented 'processor': a positional call binds to it"]
+        "f: undocumented parameter 'strict' comes before documented 'processor': a positional call binds to it"
+    ]
 
 
 def test_undocumented_keyword_only_parameter_with_default_is_fine():
@@ -141,7 +152,8 @@ def test_documented_callable_that_is_data():
 def test_signature_problems_reads_a_signature_directly():
     sig = inspect.Signature([inspect.Parameter("a", inspect.Parameter.KEYWORD_ONLY)])
     assert api_check.signature_problems("g", ["a"], sig) == [
-        "g: parameter 'a' is keyword-only; the page documents it positional-or-keyword (a positional call fails)"]
+        "g: parameter 'a' is keyword-only; the page documents it positional-or-keyword (a positional call fails)"
+    ]
 
 
 @pytest.mark.parametrize("documented", impl.DOCUMENTED)

@@ -45,8 +45,11 @@ def test_console_script_is_the_conformance_cli():
 
 
 def test_library_never_imports_conformance():
-    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "vlmspec").rglob("*.py")
-                 if re.search(r"^\s*(from|import)\s+conformance\b", p.read_text(encoding="utf-8"), re.M)]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "vlmspec").rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+conformance\b", p.read_text(encoding="utf-8"), re.M)
+    ]
     assert offenders == []
 
 
@@ -54,8 +57,9 @@ def test_installed_entry_point_runs():
     exe = Path(sys.executable).with_name("vlmspec")
     if not exe.exists():
         pytest.skip("console script not installed in this environment (pip install -e .)")
-    proc = subprocess.run([str(exe), "families"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [str(exe), "families"], capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert proc.returncode == 0, proc.stderr
     assert QWEN in proc.stdout
 
@@ -64,11 +68,22 @@ def test_installed_entry_point_runs():
 # report
 # --------------------------------------------------------------------------------------------------
 def _write_report(directory: Path, transformers_version: str) -> dict:
-    outcomes = {QWEN: {"labels": [{"case": "a", "outcome": "passed", "reason": ""},
-                                  {"case": "b", "outcome": "failed", "reason": ""}],
-                       "fake_image_mixed_batch": [{"case": None, "outcome": "xfailed", "reason": "known grid walk"}]}}
-    meta = {"implementation": "tests.mutants.stop_token_unlabeled", "transformers": transformers_version,
-            "hub": "offline", "trust_remote_code": False, "notes": []}
+    outcomes = {
+        QWEN: {
+            "labels": [
+                {"case": "a", "outcome": "passed", "reason": ""},
+                {"case": "b", "outcome": "failed", "reason": ""},
+            ],
+            "fake_image_mixed_batch": [{"case": None, "outcome": "xfailed", "reason": "known grid walk"}],
+        }
+    }
+    meta = {
+        "implementation": "tests.mutants.stop_token_unlabeled",
+        "transformers": transformers_version,
+        "hub": "offline",
+        "trust_remote_code": False,
+        "notes": [],
+    }
     report = report_mod.build(meta, outcomes, {QWEN: "DERIVED"})
     report_mod.write(report, directory)
     return report
@@ -139,9 +154,13 @@ def test_pack_prints_provenance_and_passes_force(monkeypatch, tmp_path):
     import vlmspec.hub as hub
 
     calls = []
-    manifest = {"model_id": "Org/M", "fixture_class": "DERIVED",
-                "source": {"registry": "npm", "package": "@x/tok", "version": "1.2.3", "path": "t.json", "sha256": "ab" * 32},
-                "edits": {"rename_tokens": {}}, "files": {"tokenizer.json": "cd" * 32, "config.json": "ef" * 32}}
+    manifest = {
+        "model_id": "Org/M",
+        "fixture_class": "DERIVED",
+        "source": {"registry": "npm", "package": "@x/tok", "version": "1.2.3", "path": "t.json", "sha256": "ab" * 32},
+        "edits": {"rename_tokens": {}},
+        "files": {"tokenizer.json": "cd" * 32, "config.json": "ef" * 32},
+    }
 
     def fake_materialize(model_id, cache=None, force=False, folder=None):
         calls.append((model_id, force))
@@ -272,8 +291,9 @@ def test_other_line_falls_back_to_base_and_writes_only_its_overlay(lines):
     overlay = root / "M" / "@transformers-5.5"
     assert golden.line_dir("M") == overlay
     # no overlay file: the pinned golden holds (a version difference is a diff, never a silent pass)
-    read = ext.read_snapshot_data_from_location(snapshot_location=str(overlay / "test_golden-a.json"),
-                                                snapshot_name="test_golden-a", session_id="s")
+    read = ext.read_snapshot_data_from_location(
+        snapshot_location=str(overlay / "test_golden-a.json"), snapshot_name="test_golden-a", session_id="s"
+    )
     assert read == '{"x": 1}\n'
 
     def write(name: str, data: str) -> None:
@@ -294,8 +314,10 @@ def test_other_line_falls_back_to_base_and_writes_only_its_overlay(lines):
     # the pinned line never discovers overlay folders, so an update there cannot delete them
     write("test_golden-b", '{"x": 20}\n')
     version["v"] = f"{golden.pinned_line()}.1"
-    assert [Path(c.location).name for c in ext.discover_snapshots(test_location=None)] == \
-        ["test_golden-a.json", "test_golden-b.json"]
+    assert [Path(c.location).name for c in ext.discover_snapshots(test_location=None)] == [
+        "test_golden-a.json",
+        "test_golden-b.json",
+    ]
 
 
 _DRIVER = """
@@ -320,12 +342,28 @@ def test_snapshot_update_on_another_line_end_to_end(tmp_path):
     record["rendered"] = record["rendered"].replace("careful", "CAREFUL")  # "the pinned line renders this"
     target.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     before = {p: p.read_text() for p in root.rglob("*.json")}
-    args = ["conformance", "--model", QWEN, "-k", "test_golden and (single_turn_text or multi_turn_text)",
-            "-p", "no:cacheprovider", "--conformance-report", str(tmp_path / "rep"), "-q"]
+    args = [
+        "conformance",
+        "--model",
+        QWEN,
+        "-k",
+        "test_golden and (single_turn_text or multi_turn_text)",
+        "-p",
+        "no:cacheprovider",
+        "--conformance-report",
+        str(tmp_path / "rep"),
+        "-q",
+    ]
 
     def pytest_on(version: str, *extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", _DRIVER, version, str(root), *args, *extra], cwd=ROOT,
-                              capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return subprocess.run(
+            [sys.executable, "-c", _DRIVER, version, str(root), *args, *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
 
     failed = pytest_on("5.5.4")
     assert failed.returncode == 1, failed.stdout[-3000:]

@@ -19,8 +19,11 @@ def _img(w=56, h=56, color=(10, 20, 30)):
 
 def _conv(answer="Fine.", image=True):
     user = [{"type": "image", "image": _img()}, {"type": "text", "text": "How is it?"}] if image else "How is it?"
-    return [{"role": "system", "content": "Be brief."}, {"role": "user", "content": user},
-            {"role": "assistant", "content": answer}]
+    return [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 def test_output_contract(qwen25_processor):
@@ -58,21 +61,30 @@ def test_fake_sample_vision_tokens_are_masked(qwen25_processor):
     conv = inject_fake_image_into_conversation(_conv(image=False))
     batch = default_collate_fn([{"conversation": conv, "_injected_fake": True}], qwen25_processor)
     tok = qwen25_processor.tokenizer
-    vision = torch.isin(batch["input_ids"][0], torch.tensor(
-        [tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")]))
+    vision = torch.isin(
+        batch["input_ids"][0],
+        torch.tensor([tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")]),
+    )
     assert vision.sum() == 6
     assert (batch["attention_mask"][0][vision] == 0).all()
     assert batch["n_images_per_sample"].tolist() == [1]
 
 
-@pytest.mark.parametrize("mutate, exc, field", [
-    (lambda c: c[1].pop("role"), ValueError, "conversation[1].role"),
-    (lambda c: c[1].__setitem__("role", "narrator"), ValueError, "unknown role"),
-    (lambda c: c[1].__setitem__("content", None), ValueError, "conversation[1].content"),
-    (lambda c: c[1]["content"].append({"type": "hologram"}), ValueError, "unknown item type"),
-    (lambda c: c[1]["content"].__setitem__(0, {"type": "image", "image": "/nonexistent/x.png"}), ValueError, "does not exist"),
-    (lambda c: c[1].__setitem__("content", 42), TypeError, "must be str or list"),
-])
+@pytest.mark.parametrize(
+    "mutate, exc, field",
+    [
+        (lambda c: c[1].pop("role"), ValueError, "conversation[1].role"),
+        (lambda c: c[1].__setitem__("role", "narrator"), ValueError, "unknown role"),
+        (lambda c: c[1].__setitem__("content", None), ValueError, "conversation[1].content"),
+        (lambda c: c[1]["content"].append({"type": "hologram"}), ValueError, "unknown item type"),
+        (
+            lambda c: c[1]["content"].__setitem__(0, {"type": "image", "image": "/nonexistent/x.png"}),
+            ValueError,
+            "does not exist",
+        ),
+        (lambda c: c[1].__setitem__("content", 42), TypeError, "must be str or list"),
+    ],
+)
 def test_bad_input_names_sample_and_field(qwen25_processor, mutate, exc, field):
     bad = _conv()
     mutate(bad)

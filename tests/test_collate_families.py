@@ -28,9 +28,11 @@ from vlmspec.fake_image import inject_fake_image_into_conversation
 
 
 def conv(items=(), answer="Fine.", question="What is it?"):
-    return [{"role": "system", "content": "Be brief."},
-            {"role": "user", "content": [*items, {"type": "text", "text": question}]},
-            {"role": "assistant", "content": answer}]
+    return [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [*items, {"type": "text", "text": question}]},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 def supervised_text(batch, tok, row=0):
@@ -83,17 +85,25 @@ def run_unmutated(collate, examples, *args, **kwargs):
 
 def test_phi4_audio_batch():
     proc = S.phi4_processor()
-    examples = [{"conversation": conv([{"type": "audio", "audio": S.tone(0.5)}], "Hello there.")},
-                {"conversation": conv([{"type": "audio", "audio": (S.tone(0.3, 8000), 8000)}], "Bye.")},
-                {"conversation": conv([], "Text only.")}]
+    examples = [
+        {"conversation": conv([{"type": "audio", "audio": S.tone(0.5)}], "Hello there.")},
+        {"conversation": conv([{"type": "audio", "audio": (S.tone(0.3, 8000), 8000)}], "Bye.")},
+        {"conversation": conv([], "Text only.")},
+    ]
     batch = run_unmutated(phi4_mm_collate_fn, examples, proc)
     check_contract(batch)
     tok = proc.tokenizer
-    assert [supervised_text(batch, tok, r) for r in range(3)] == ["Hello there.<|end|>", "Bye.<|end|>", "Text only.<|end|>"]
+    assert [supervised_text(batch, tok, r) for r in range(3)] == [
+        "Hello there.<|end|>",
+        "Bye.<|end|>",
+        "Text only.<|end|>",
+    ]
     assert batch["audio_input_features"].shape[0] == 2
     n_audio_tokens = (batch["input_ids"] == tok.convert_tokens_to_ids("<|audio|>")).sum(1)
     assert n_audio_tokens.tolist()[:2] == batch["audio_embed_sizes"].tolist()  # placeholders expanded per clip
-    assert (batch["labels"][torch.isin(batch["input_ids"], torch.tensor([tok.convert_tokens_to_ids("<|audio|>")]))] == -100).all()
+    assert (
+        batch["labels"][torch.isin(batch["input_ids"], torch.tensor([tok.convert_tokens_to_ids("<|audio|>")]))] == -100
+    ).all()
 
 
 def test_phi4_audio_file_and_missing_file(tmp_path):
@@ -103,8 +113,13 @@ def test_phi4_audio_file_and_missing_file(tmp_path):
     assert batch["audio_input_features"].shape[0] == 1
     missing = str(tmp_path / "nope.wav")
     with pytest.raises(ValueError, match=r"sample 1: .*audio.*does not exist: .*nope\.wav"):
-        phi4_mm_collate_fn([{"conversation": conv([{"type": "audio", "audio": path}])},
-                            {"conversation": conv([{"type": "audio", "audio": missing}])}], proc)
+        phi4_mm_collate_fn(
+            [
+                {"conversation": conv([{"type": "audio", "audio": path}])},
+                {"conversation": conv([{"type": "audio", "audio": missing}])},
+            ],
+            proc,
+        )
 
 
 def test_phi4_fake_image_masked():
@@ -124,8 +139,10 @@ def test_phi4_fake_image_masked():
 def test_qwen3_omni_audio_image_video():
     proc = S.qwen3_omni_processor()
     frames = [S.image(56, 56, (i * 40, 0, 0)) for i in range(4)]
-    examples = [{"conversation": conv([{"type": "audio", "audio": S.tone(0.5)}, {"type": "image", "image": S.image()}])},
-                {"conversation": conv([{"type": "video", "video": frames}], "A red fade.")}]
+    examples = [
+        {"conversation": conv([{"type": "audio", "audio": S.tone(0.5)}, {"type": "image", "image": S.image()}])},
+        {"conversation": conv([{"type": "video", "video": frames}], "A red fade.")},
+    ]
     batch = run_unmutated(qwen3_omni_collate_fn, examples, proc)
     check_contract(batch, n_images=[1, 0], n_videos=[0, 1])
     tok = proc.tokenizer
@@ -144,7 +161,9 @@ def test_qwen3_omni_use_audio_in_video_needs_qwen_omni_utils(monkeypatch):
     with pytest.raises(ImportError, match="pip install qwen-omni-utils"):
         qwen3_omni_collate_fn(examples, proc, use_audio_in_video=True)
     # without video the flag is irrelevant and the collate works without the package
-    batch = qwen3_omni_collate_fn([{"conversation": conv([{"type": "audio", "audio": S.tone()}])}], proc, use_audio_in_video=True)
+    batch = qwen3_omni_collate_fn(
+        [{"conversation": conv([{"type": "audio", "audio": S.tone()}])}], proc, use_audio_in_video=True
+    )
     assert supervised_text(batch, proc.tokenizer) == "Fine.<|im_end|>"
 
 
@@ -183,8 +202,14 @@ def test_qwen3_omni_use_audio_in_video_interleaves(monkeypatch):
 
 def test_kimi_vl_labels_and_media():
     proc = S.kimi_vl_processor()
-    examples = [{"conversation": conv([{"type": "image", "image": S.image(56, 56)}, {"type": "image", "image": S.image(84, 56)}])},
-                {"conversation": conv([], "Text.")}]
+    examples = [
+        {
+            "conversation": conv(
+                [{"type": "image", "image": S.image(56, 56)}, {"type": "image", "image": S.image(84, 56)}]
+            )
+        },
+        {"conversation": conv([], "Text.")},
+    ]
     batch = run_unmutated(kimi_vl_collate_fn, examples, proc)
     check_contract(batch, n_images=[2, 0])
     assert supervised_text(batch, proc.tokenizer, 0) == "Fine.<|im_end|>"
@@ -195,8 +220,10 @@ def test_kimi_vl_labels_and_media():
 
 def test_kimi_vl_max_length_errors_name_sample():
     proc = S.kimi_vl_processor()
-    examples = [{"conversation": conv([], "ok")},
-                {"conversation": conv([{"type": "image", "image": S.image(112, 112)}], "x" * 5)}]
+    examples = [
+        {"conversation": conv([], "ok")},
+        {"conversation": conv([{"type": "image", "image": S.image(112, 112)}], "x" * 5)},
+    ]
     with pytest.raises(ValueError, match=r"sample 1: the prompt is \d+ tokens .* max_length=20"):
         kimi_vl_collate_fn(examples, proc, max_length=20)
     long_answer = [{"conversation": conv([], "word " * 40)}]
@@ -207,7 +234,9 @@ def test_kimi_vl_max_length_errors_name_sample():
 def test_kimi_vl_fake_image():
     proc = S.kimi_vl_processor()
     fake = inject_fake_image_into_conversation(conv([], "Plain."))
-    batch = kimi_vl_collate_fn([{"conversation": fake, "_injected_fake": True}, {"conversation": conv([], "Plain.")}], proc)
+    batch = kimi_vl_collate_fn(
+        [{"conversation": fake, "_injected_fake": True}, {"conversation": conv([], "Plain.")}], proc
+    )
     vis = batch["input_ids"][0] == proc.image_token_id
     assert vis.any() and (batch["attention_mask"][0][vis] == 0).all()
     assert supervised_text(batch, proc.tokenizer, 0) == supervised_text(batch, proc.tokenizer, 1)
@@ -217,8 +246,14 @@ def test_kimi_vl_fake_image():
 
 
 def _k25_examples():
-    return [{"conversation": conv([{"type": "image", "image": S.image(56, 56)}, {"type": "image", "image": S.image(112, 56)}])},
-            {"conversation": conv([], "Text.")}]
+    return [
+        {
+            "conversation": conv(
+                [{"type": "image", "image": S.image(56, 56)}, {"type": "image", "image": S.image(112, 56)}]
+            )
+        },
+        {"conversation": conv([], "Text.")},
+    ]
 
 
 def test_kimi_k25_pre_expands_and_pads_to_max_length():
@@ -241,9 +276,12 @@ def test_kimi_k25_pre_expands_and_pads_to_max_length():
 def test_kimi_k25_truncation_drops_whole_image_and_keeps_counts_consistent():
     proc = S.kimi_k25_processor()
     # turn 1 supervised early; the image of turn 2 straddles max_length
-    c = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}, {"role": "assistant", "content": "Hello."},
-         {"role": "user", "content": [{"type": "image", "image": S.image(112, 112)}, {"type": "text", "text": "And?"}]},
-         {"role": "assistant", "content": "Done."}]
+    c = [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": [{"type": "image", "image": S.image(112, 112)}, {"type": "text", "text": "And?"}]},
+        {"role": "assistant", "content": "Done."},
+    ]
     full = kimi_k25_vl_collate_fn([{"conversation": c}], proc)
     start = int((full["input_ids"][0] == proc.image_token_id).nonzero()[0])
     batch = kimi_k25_vl_collate_fn([{"conversation": c}], proc, max_length=start + 5)
@@ -252,11 +290,18 @@ def test_kimi_k25_truncation_drops_whole_image_and_keeps_counts_consistent():
     assert "pixel_values" not in batch and "n_images_per_sample" not in batch
     assert supervised_text(batch, proc.tokenizer) == "Hello.<|im_end|>"
     # with a second sample that keeps its image, counts, grids and pixel rows still agree
-    small = [{"role": "user", "content": [{"type": "image", "image": S.image()}]}, {"role": "assistant", "content": "Ok."}]
+    small = [
+        {"role": "user", "content": [{"type": "image", "image": S.image()}]},
+        {"role": "assistant", "content": "Ok."},
+    ]
     two = kimi_k25_vl_collate_fn([{"conversation": c}, {"conversation": small}], proc, max_length=start + 5)
     assert two["n_images_per_sample"].tolist() == [0, 1]
-    assert two["image_grid_thw"].shape[0] == 1 and two["pixel_values"].shape[0] == int(two["image_grid_thw"].prod(-1).sum())
-    assert int((two["input_ids"] == proc.image_token_id).sum()) == int((two["image_grid_thw"][:, 1:] // 2).prod(-1).sum())
+    assert two["image_grid_thw"].shape[0] == 1 and two["pixel_values"].shape[0] == int(
+        two["image_grid_thw"].prod(-1).sum()
+    )
+    assert int((two["input_ids"] == proc.image_token_id).sum()) == int(
+        (two["image_grid_thw"][:, 1:] // 2).prod(-1).sum()
+    )
 
 
 def test_kimi_k25_drop_overlong():
@@ -313,8 +358,10 @@ def test_llava_onevision_uses_qwen_vl_utils(monkeypatch):
 def test_nemotron_omni_image_video_audio():
     proc = S.nemotron_omni_processor()
     frames = [S.image(64, 64, (i * 20, 0, 0)) for i in range(12)]
-    examples = [{"conversation": conv([{"type": "audio", "audio": S.tone(0.5)}, {"type": "image", "image": S.image(64, 64)}])},
-                {"conversation": conv([{"type": "video", "video": frames}, {"type": "audio", "audio": S.tone(1.0)}], "Video.")}]
+    examples = [
+        {"conversation": conv([{"type": "audio", "audio": S.tone(0.5)}, {"type": "image", "image": S.image(64, 64)}])},
+        {"conversation": conv([{"type": "video", "video": frames}, {"type": "audio", "audio": S.tone(1.0)}], "Video.")},
+    ]
     batch = run_unmutated(nemotron_omni_collate_fn, examples, proc, max_video_frames=4)
     check_contract(batch, n_images=[1, 0], n_videos=[0, 1])
     assert batch["pixel_values_videos"].shape[0] == 4  # 12 frames -> at most 4
@@ -332,8 +379,10 @@ def test_nemotron_omni_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"sample 0: .*video.*does not exist"):
         nemotron_omni_collate_fn([{"conversation": conv([{"type": "video", "video": str(tmp_path / "v.mp4")}])}], proc)
     with pytest.raises(ValueError, match=r"sample 1: .*audio.*does not exist"):
-        nemotron_omni_collate_fn([{"conversation": conv()},
-                                  {"conversation": conv([{"type": "audio", "audio": str(tmp_path / "a.wav")}])}], proc)
+        nemotron_omni_collate_fn(
+            [{"conversation": conv()}, {"conversation": conv([{"type": "audio", "audio": str(tmp_path / "a.wav")}])}],
+            proc,
+        )
 
 
 # ---------------------------------------------------------------- Nemotron-Parse
@@ -341,8 +390,10 @@ def test_nemotron_omni_bad_input(tmp_path):
 
 def test_nemotron_parse_masks_prompt():
     proc = S.nemotron_parse_processor()
-    examples = [{"conversation": conv([{"type": "image", "image": S.image(80, 100)}], "# Title\nBody text")},
-                {"conversation": conv([{"type": "image", "image": S.image()}], "x")}]
+    examples = [
+        {"conversation": conv([{"type": "image", "image": S.image(80, 100)}], "# Title\nBody text")},
+        {"conversation": conv([{"type": "image", "image": S.image()}], "x")},
+    ]
     batch = run_unmutated(nemotron_parse_collate_fn, examples, proc)
     check_contract(batch, n_images=[1, 1])
     tok = proc.tokenizer
@@ -359,7 +410,8 @@ def test_nemotron_parse_masks_prompt():
 def test_nemotron_parse_needs_one_image_and_an_answer():
     proc = S.nemotron_parse_processor()
     with pytest.raises(ValueError, match="sample 1: .*exactly one page image.*got 0"):
-        nemotron_parse_collate_fn([{"conversation": conv([{"type": "image", "image": S.image()}])},
-                                   {"conversation": conv([])}], proc)
+        nemotron_parse_collate_fn(
+            [{"conversation": conv([{"type": "image", "image": S.image()}])}, {"conversation": conv([])}], proc
+        )
     with pytest.raises(ValueError, match="sample 0: .*no assistant text"):
         nemotron_parse_collate_fn([{"conversation": conv([{"type": "image", "image": S.image()}], "")}], proc)

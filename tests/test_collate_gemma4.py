@@ -58,8 +58,12 @@ def test_inject_matches_textual_insertion(gemma4, side):
         assert torch.equal(batch[key], before[key]), f"input {key} was modified"
     prefix = tok(_GEMMA4_THINKING_PREFIX, add_special_tokens=False)["input_ids"]
     n_prefix = len(prefix)
-    expected_rows = [tok(t.replace(_GEMMA4_MODEL_TURN, _GEMMA4_MODEL_TURN + _GEMMA4_THINKING_PREFIX),
-                         add_special_tokens=False)["input_ids"] for t in TEXTS]
+    expected_rows = [
+        tok(t.replace(_GEMMA4_MODEL_TURN, _GEMMA4_MODEL_TURN + _GEMMA4_THINKING_PREFIX), add_special_tokens=False)[
+            "input_ids"
+        ]
+        for t in TEXTS
+    ]
     width = max(len(r) for r in expected_rows)
     assert out["input_ids"].shape == (3, width)
     for key in ("attention_mask", "mm_token_type_ids", "labels", "extra_ids"):
@@ -97,8 +101,12 @@ def test_inject_is_idempotent_and_noop_elsewhere(gemma4):
 
 def _conv(answer="Fine.", image=True):
     user = [{"type": "image", "image": S.image()}, {"type": "text", "text": "What?"}] if image else "What?"
-    return [{"role": "user", "content": user}, {"role": "assistant", "content": answer},
-            {"role": "user", "content": "More?"}, {"role": "assistant", "content": "Yes."}]
+    return [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "More?"},
+        {"role": "assistant", "content": "Yes."},
+    ]
 
 
 def test_prefix_collate_supervises_what_default_does(gemma4):

@@ -18,8 +18,10 @@ from vlmspec.collate_fns import (
 
 def _conv(*sizes, answer="ok"):
     items = [{"type": "image", "image": S.image(w, h)} for w, h in sizes]
-    return [{"role": "user", "content": [*items, {"type": "text", "text": "describe"}]},
-            {"role": "assistant", "content": answer}]
+    return [
+        {"role": "user", "content": [*items, {"type": "text", "text": "describe"}]},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 def _real_length(conv, proc):
@@ -41,7 +43,9 @@ def test_extract_image_config_qwen25():
 def test_estimate_matches_real_expansion(sizes):
     proc = S.qwen25_processor()
     conv = _conv(*sizes)
-    text_only = len(proc.tokenizer(proc.apply_chat_template(conv, tokenize=False), add_special_tokens=False)["input_ids"])
+    text_only = len(
+        proc.tokenizer(proc.apply_chat_template(conv, tokenize=False), add_special_tokens=False)["input_ids"]
+    )
     real_extra = _real_length(conv, proc) - text_only
     assert _estimate_media_tokens(conv, proc) == real_extra
     # the config arithmetic alone (processor without _get_num_multimodal_tokens) agrees too
@@ -55,8 +59,15 @@ def test_estimate_unknown_media_and_paths(tmp_path):
     S.image(300, 200).save(path)
     by_path = [{"role": "user", "content": [{"type": "image", "image": str(path)}]}]
     assert _estimate_media_tokens(by_path, proc) == _estimate_media_tokens(_conv((300, 200)), proc)
-    unknown = [{"role": "user", "content": [{"type": "image", "image": "https://example.com/x.png"},
-                                            {"type": "video", "video": str(tmp_path / "v.mp4")}]}]
+    unknown = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": "https://example.com/x.png"},
+                {"type": "video", "video": str(tmp_path / "v.mp4")},
+            ],
+        }
+    ]
     assert _estimate_media_tokens(unknown, proc) == 0
 
 
@@ -79,8 +90,12 @@ def test_default_collate_drop_overlong_keeps_fake_flags_aligned():
     big = _conv((640, 480))
     fake = inject_fake_image_into_conversation(_conv())
     limit = _real_length(fake, proc)
-    batch = default_collate_fn([{"conversation": big}, {"conversation": fake, "_injected_fake": True}], proc,
-                               max_length=limit, drop_overlong=True)
+    batch = default_collate_fn(
+        [{"conversation": big}, {"conversation": fake, "_injected_fake": True}],
+        proc,
+        max_length=limit,
+        drop_overlong=True,
+    )
     assert batch["input_ids"].shape[0] == 1
     pad = proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert (batch["attention_mask"][0][batch["input_ids"][0] == pad] == 0).all()

@@ -14,8 +14,11 @@ from vlmspec.collate_fns import neat_packed_vlm_collater, pad_collate_fn
 
 
 def _sample(ids, labels, n_images=0):
-    ex = {"input_ids": torch.tensor(ids), "attention_mask": torch.ones(len(ids), dtype=torch.long),
-          "labels": torch.tensor(labels)}
+    ex = {
+        "input_ids": torch.tensor(ids),
+        "attention_mask": torch.ones(len(ids), dtype=torch.long),
+        "labels": torch.tensor(labels),
+    }
     if n_images:
         ex["pixel_values"] = torch.randn(4 * n_images, 8)
         ex["image_grid_thw"] = torch.tensor([[1, 2, 2]] * n_images)
@@ -25,6 +28,7 @@ def _sample(ids, labels, n_images=0):
 class _Proc:
     class tokenizer:  # noqa: N801 - a processor-shaped namespace
         pad_token_id = 99
+
     image_token_id = 50
 
 
@@ -59,15 +63,22 @@ def test_pad_collate_truncation_rules():
 
 def test_pad_collate_on_real_processor_output():
     proc = S.qwen25_processor()
-    conv = [{"role": "user", "content": [{"type": "image", "image": S.image()}, {"type": "text", "text": "hi"}]},
-            {"role": "assistant", "content": "ok"}]
+    conv = [
+        {"role": "user", "content": [{"type": "image", "image": S.image()}, {"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": "ok"},
+    ]
     text = proc.apply_chat_template(conv, tokenize=False)
     enc = proc(text=[text], images=[S.image()], return_tensors="pt", add_special_tokens=False)
     ids = enc["input_ids"][0]
     labels = torch.full_like(ids, -100)
     labels[-3:] = ids[-3:]
-    sample = {"input_ids": ids, "attention_mask": enc["attention_mask"][0], "labels": labels,
-              "pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
+    sample = {
+        "input_ids": ids,
+        "attention_mask": enc["attention_mask"][0],
+        "labels": labels,
+        "pixel_values": enc["pixel_values"],
+        "image_grid_thw": enc["image_grid_thw"],
+    }
     batch = pad_collate_fn([sample, sample], proc)
     assert batch["input_ids"].shape == (2, ids.numel() - 1)
     assert batch["pixel_values"].shape[0] == 2 * enc["pixel_values"].shape[0]
@@ -77,14 +88,19 @@ def test_pad_collate_on_real_processor_output():
 # --------------------------------------------------------------------------- neat packing
 
 packs_strategy = st.lists(  # a batch of packs, each a list of document lengths
-    st.lists(st.integers(1, 6), min_size=1, max_size=4), min_size=1, max_size=4)
+    st.lists(st.integers(1, 6), min_size=1, max_size=4), min_size=1, max_size=4
+)
 
 
 def _pack(doc_lengths):
     doc_ids = torch.cat([torch.full((n,), d + 1) for d, n in enumerate(doc_lengths)])
     s = doc_ids.numel()
-    return {"input_ids": torch.arange(10, 10 + s), "labels": torch.arange(20, 20 + s),
-            "attention_mask": doc_ids, "position_ids": torch.cat([torch.arange(n) for n in doc_lengths])}
+    return {
+        "input_ids": torch.arange(10, 10 + s),
+        "labels": torch.arange(20, 20 + s),
+        "attention_mask": doc_ids,
+        "position_ids": torch.cat([torch.arange(n) for n in doc_lengths]),
+    }
 
 
 @settings(max_examples=60, deadline=None)

@@ -31,8 +31,21 @@ def _update_goldens(tmp_path: Path, name: str, workers: list[str]) -> Path:
     victim.write_text("{}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["VLMSPEC_GOLDEN_DIR"] = str(golden)
-    cmd = [sys.executable, "-m", "pytest", "conformance", "--model", FLAGSHIP, "-p", "no:cacheprovider", "-q",
-           "--snapshot-update", "--conformance-report", str(tmp_path / name / "reports"), *workers]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "conformance",
+        "--model",
+        FLAGSHIP,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--snapshot-update",
+        "--conformance-report",
+        str(tmp_path / name / "reports"),
+        *workers,
+    ]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return golden
@@ -55,7 +68,9 @@ def test_goldens_identical_between_parallel_and_serial_runs(tmp_path):
 
 def test_golden_dir_can_be_redirected(tmp_path):
     """The switch the determinism test relies on: $VLMSPEC_GOLDEN_DIR moves the whole golden tree."""
-    code = "from conformance import golden; print(golden.GOLDEN_DIR); print(golden.line_dir('A--B', golden.pinned_line()))"
+    code = (
+        "from conformance import golden; print(golden.GOLDEN_DIR); print(golden.line_dir('A--B', golden.pinned_line()))"
+    )
     env = {**os.environ, "VLMSPEC_GOLDEN_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(tmp_path), str(tmp_path / "A--B")]

@@ -70,7 +70,9 @@ def test_scan_attrs_yields_only_ints():
 def test_vision_token_ids_of_real_qwen_processor(qwen25_processor):
     ids = fi._get_vision_token_ids(qwen25_processor)
     tok = qwen25_processor.tokenizer
-    expected = {tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")}
+    expected = {
+        tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>")
+    }
     assert expected <= ids
     assert tok.convert_tokens_to_ids("<|im_start|>") not in ids
 
@@ -116,8 +118,11 @@ def test_batch_mask_rejects_out_of_range_index():
 
 
 def test_single_mask():
-    sample = {"input_ids": torch.tensor([1, 9, 9, 2]), "attention_mask": torch.ones(4, dtype=torch.long),
-              "labels": torch.tensor([1, 9, 9, 2])}
+    sample = {
+        "input_ids": torch.tensor([1, 9, 9, 2]),
+        "attention_mask": torch.ones(4, dtype=torch.long),
+        "labels": torch.tensor([1, 9, 9, 2]),
+    }
     out = fi.mask_fake_vision_tokens_single(sample, _Proc())
     assert out["attention_mask"].tolist() == [1, 0, 0, 1]
     assert out["labels"].tolist() == [1, -100, -100, 2]

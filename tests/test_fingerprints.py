@@ -81,8 +81,9 @@ def test_a_shifted_vocabulary_is_refused_naming_pair_ids_and_source(shifted_fami
     assert "encode '333' -> [18, 18, 18]: actual [19, 19, 19]" in msg  # digits
     assert "pypi:llama-cpp-python@0.3.36 vendor/llama.cpp/models/ggml-vocab-qwen2.gguf.out" in msg
     assert "qwen2-bpe.json: encode[2]" in msg
-    assert not list((shifted_family / "models--Qwen--Qwen2.5-VL-3B-Instruct").glob("snapshots/*")), \
+    assert not list((shifted_family / "models--Qwen--Qwen2.5-VL-3B-Instruct").glob("snapshots/*")), (
         "a refused pack must not be written"
+    )
 
 
 def test_a_borrowed_vocabulary_passes_the_checksums_but_not_the_fingerprints(tmp_path):
@@ -136,19 +137,26 @@ _SRC = {"s": {"origin": "pypi:pkg@1.0", "path": "a/b.txt", "sha256": "a" * 64, "
 _TOKENS = [{"id": i, "token": f"t{i}", "source": "s"} for i in range(MIN_PAIRS)]
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(vocabulry="family"), "unknown key 'vocabulry' (did you mean 'vocabulary'?)"),
-    (lambda d: d.update(vocabulary="borrowed"), "is not one of"),
-    (lambda d: d["sources"]["s"].update(origin="pypi:pkg"), "is not pinned"),
-    (lambda d: d["sources"]["s"].update(sha256="abc"), "is not a lowercase sha256"),
-    (lambda d: d["tokens"][0].update(source="t"), "unknown source 't'"),
-    (lambda d: d["tokens"][0].update(idx=1), "unknown key 'tokens[0].idx'"),
-    (lambda d: d.update(tokens=d["tokens"][:MIN_PAIRS - 1]), f"{MIN_PAIRS - 1} fingerprint pair"),
-    (lambda d: d.update(include=["nope"]), "no fingerprint set 'nope'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(vocabulry="family"), "unknown key 'vocabulry' (did you mean 'vocabulary'?)"),
+        (lambda d: d.update(vocabulary="borrowed"), "is not one of"),
+        (lambda d: d["sources"]["s"].update(origin="pypi:pkg"), "is not pinned"),
+        (lambda d: d["sources"]["s"].update(sha256="abc"), "is not a lowercase sha256"),
+        (lambda d: d["tokens"][0].update(source="t"), "unknown source 't'"),
+        (lambda d: d["tokens"][0].update(idx=1), "unknown key 'tokens[0].idx'"),
+        (lambda d: d.update(tokens=d["tokens"][: MIN_PAIRS - 1]), f"{MIN_PAIRS - 1} fingerprint pair"),
+        (lambda d: d.update(include=["nope"]), "no fingerprint set 'nope'"),
+    ],
+)
 def test_fingerprint_files_load_strictly(tmp_path, edit, message):
-    data = {"model_id": "Org/M", "vocabulary": "family", "sources": json.loads(json.dumps(_SRC)),
-            "tokens": json.loads(json.dumps(_TOKENS))}
+    data = {
+        "model_id": "Org/M",
+        "vocabulary": "family",
+        "sources": json.loads(json.dumps(_SRC)),
+        "tokens": json.loads(json.dumps(_TOKENS)),
+    }
     edit(data)
     with pytest.raises(PackError, match=re.escape(message)):
         load_fingerprints(_write(tmp_path, data))
@@ -156,8 +164,13 @@ def test_fingerprint_files_load_strictly(tmp_path, edit, message):
 
 def test_sets_are_shared_and_counted(tmp_path):
     body = {"set": "base", "sources": _SRC, "tokens": _TOKENS[:5]}
-    data = {"model_id": "Org/M", "vocabulary": "family", "include": ["base"], "sources": {},
-            "encode": [{"text": "x", "ids": [1], "source": "s"}] * 3}
+    data = {
+        "model_id": "Org/M",
+        "vocabulary": "family",
+        "include": ["base"],
+        "sources": {},
+        "encode": [{"text": "x", "ids": [1], "source": "s"}] * 3,
+    }
     fp = load_fingerprints(_write(tmp_path, data, {"base": body}))
     assert len(fp.pairs) == 8 and {p.kind for p in fp.pairs} == {"token", "encode"}
     assert len(fp.files) == 2

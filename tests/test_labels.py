@@ -59,8 +59,11 @@ def test_markers_scan_equals_reference(rows):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 4), min_size=0, max_size=30), min_size=1, max_size=3),
-       st.lists(st.integers(0, 4), min_size=1, max_size=3), st.integers(0, 4))
+@given(
+    st.lists(st.lists(st.integers(0, 4), min_size=0, max_size=30), min_size=1, max_size=3),
+    st.lists(st.integers(0, 4), min_size=1, max_size=3),
+    st.integers(0, 4),
+)
 def test_random_markers_and_stops(rows, marker, stop):
     """Tiny vocabulary: overlapping markers, stops inside markers, marker == stop, empty rows."""
     width = max(len(r) for r in rows)
@@ -84,7 +87,9 @@ def test_turn_markers_computed_once_per_tokenizer_and_template(monkeypatch):
     monkeypatch.setattr(labels_mod, "_derive_turn_layout", counting)
     tok = S.qwen_tokenizer()  # a fresh tokenizer: no cache yet; not an im_start processor -> general path
     tok.chat_template = S.qwen25_processor().chat_template
-    ids = tok(["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nok<|im_end|>\n"], return_tensors="pt")["input_ids"]
+    ids = tok(["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nok<|im_end|>\n"], return_tensors="pt")[
+        "input_ids"
+    ]
     first = build_labels_from_template(ids, [[]], tok)
     build_labels_from_template(ids, [[]], tok)
     assert len(calls) == 1
@@ -137,8 +142,12 @@ def test_thinking_template_marker_opens_every_turn_and_scaffold_is_template_text
 
 def test_thinking_template_supervises_history_answers_and_not_the_scaffold():
     tok = _thinking_tokenizer()
-    conv = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "First."},
-            {"role": "user", "content": "two"}, {"role": "assistant", "content": "   \n  Second."}]
+    conv = [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "First."},
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "   \n  Second."},
+    ]
     ids = tok(tok.apply_chat_template(conv, tokenize=False), add_special_tokens=False, return_tensors="pt")["input_ids"]
     labels = build_labels_from_template(ids, [conv], tok)
     runs, current = [], []

@@ -38,10 +38,23 @@ from vlmspec.models.llama_nemotron_vl.processing import (
 from vlmspec.models.llama_nemotron_vl.vision import pixel_shuffle
 
 IMG_CTX = 128258
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-              image_size=56, patch_size=14, vision_use_head=False)
-LLM = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-           num_key_value_heads=2, vocab_size=128259)
+VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=56,
+    patch_size=14,
+    vision_use_head=False,
+)
+LLM = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=128259,
+)
 ATOL = 1e-5
 
 
@@ -99,9 +112,24 @@ def test_module_data():
 # --------------------------------------------------------------------------------------------- config
 def test_vl_config_defaults_and_roundtrip(tmp_path):
     cfg = lnv.LlamaNemotronVLConfig()
-    assert (cfg.downsample_ratio, cfg.img_context_token_id, cfg.pooling, cfg.bidirectional_attention) == (0.5, 128258, "last", False)
-    assert (cfg.query_prefix, cfg.passage_prefix, cfg.q_max_length, cfg.p_max_length) == ("query:", "passage:", 512, 10240)
-    assert (cfg.max_input_tiles, cfg.select_layer, cfg.max_dynamic_patch, cfg.vocab_size) == (2, -1, 6, cfg.llm_config.vocab_size)
+    assert (cfg.downsample_ratio, cfg.img_context_token_id, cfg.pooling, cfg.bidirectional_attention) == (
+        0.5,
+        128258,
+        "last",
+        False,
+    )
+    assert (cfg.query_prefix, cfg.passage_prefix, cfg.q_max_length, cfg.p_max_length) == (
+        "query:",
+        "passage:",
+        512,
+        10240,
+    )
+    assert (cfg.max_input_tiles, cfg.select_layer, cfg.max_dynamic_patch, cfg.vocab_size) == (
+        2,
+        -1,
+        6,
+        cfg.llm_config.vocab_size,
+    )
 
     small = make_config(pooling="avg", query_prefix="q>")
     assert isinstance(small.llm_config, lnv.LlamaBidirectionalConfig)
@@ -109,7 +137,12 @@ def test_vl_config_defaults_and_roundtrip(tmp_path):
     small.save_pretrained(tmp_path)
     back = lnv.LlamaNemotronVLConfig.from_pretrained(tmp_path)
     assert isinstance(back.llm_config, lnv.LlamaBidirectionalConfig)
-    assert (back.pooling, back.query_prefix, back.vision_config.hidden_size, back.llm_config.hidden_size) == ("avg", "q>", 32, 64)
+    assert (back.pooling, back.query_prefix, back.vision_config.hidden_size, back.llm_config.hidden_size) == (
+        "avg",
+        "q>",
+        32,
+        64,
+    )
     with pytest.raises(ValueError, match="pooling"):
         lnv.LlamaNemotronVLConfig(pooling="max")
 
@@ -152,7 +185,9 @@ def test_mask_is_padding_only(encoder, impl):
         real_q = am.bool()
         # every real query attends every real key and no padding key
         assert torch.equal(allowed[real_q], expected[real_q])
-        assert torch.equal(_allowed(encoder._create_bidirectional_mask(emb, None), 3, 6), torch.ones(3, 6, 6, dtype=torch.bool))
+        assert torch.equal(
+            _allowed(encoder._create_bidirectional_mask(emb, None), 3, 6), torch.ones(3, 6, 6, dtype=torch.bool)
+        )
     finally:
         encoder.config._attn_implementation = "sdpa"
 
@@ -188,12 +223,15 @@ def test_padding_does_not_change_real_tokens(encoder, impl):
         pad = torch.randint(0, 1000, (1, 3))
         with torch.no_grad():
             ref = encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
-            right = encoder(input_ids=torch.cat([ids, pad], 1),
-                            attention_mask=torch.tensor([[1] * 6 + [0] * 3])).last_hidden_state
-            left = encoder(input_ids=torch.cat([pad, ids], 1),
-                           attention_mask=torch.tensor([[0] * 3 + [1] * 6])).last_hidden_state
-            other_pad = encoder(input_ids=torch.cat([ids, pad + 1], 1),
-                                attention_mask=torch.tensor([[1] * 6 + [0] * 3])).last_hidden_state
+            right = encoder(
+                input_ids=torch.cat([ids, pad], 1), attention_mask=torch.tensor([[1] * 6 + [0] * 3])
+            ).last_hidden_state
+            left = encoder(
+                input_ids=torch.cat([pad, ids], 1), attention_mask=torch.tensor([[0] * 3 + [1] * 6])
+            ).last_hidden_state
+            other_pad = encoder(
+                input_ids=torch.cat([ids, pad + 1], 1), attention_mask=torch.tensor([[1] * 6 + [0] * 3])
+            ).last_hidden_state
         torch.testing.assert_close(right[:, :6], ref, atol=ATOL, rtol=0)
         torch.testing.assert_close(left[:, 3:], ref, atol=ATOL, rtol=0)
         assert torch.equal(other_pad[:, :6], right[:, :6])  # padding content is never read
@@ -320,7 +358,9 @@ def test_pixel_shuffle_matches_loop_reference(model):
             for j in range(3):
                 for a in range(k):
                     for b in range(k):
-                        assert torch.equal(out[n, i, j, (a * k + b) * 3:(a * k + b + 1) * 3], x[n, i * k + a, j * k + b])
+                        assert torch.equal(
+                            out[n, i, j, (a * k + b) * 3 : (a * k + b + 1) * 3], x[n, i * k + a, j * k + b]
+                        )
     assert torch.equal(pixel_shuffle(x, 1.0), x)
     with pytest.raises(ValueError, match="divisible"):
         pixel_shuffle(torch.randn(1, 3, 4, 2), 0.5)
@@ -397,7 +437,9 @@ def test_forward_image_flags_drop_placeholder_tiles(model):
     with torch.no_grad():
         ref = model(pixel_values=pv, input_ids=ids, attention_mask=am).hidden_states[-1]
         two = torch.cat([pv, torch.zeros_like(pv)])
-        out = model(pixel_values=two, input_ids=ids, attention_mask=am, image_flags=torch.tensor([1, 0])).hidden_states[-1]
+        out = model(pixel_values=two, input_ids=ids, attention_mask=am, image_flags=torch.tensor([1, 0])).hidden_states[
+            -1
+        ]
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)  # batched vs single tile: round-off only
 
 
@@ -460,7 +502,11 @@ def test_split_model_covers_every_parameter(tmp_path, model):
         for n in names:
             owners = [k for k in dm if n == k or n.startswith(k + ".")]
             assert len(owners) == 1, (n, owners)
-        layers = [dm[k] for k in sorted(dm, key=lambda k: int(k.rsplit(".", 1)[1]) if ".layers." in k else -1) if ".layers." in k]
+        layers = [
+            dm[k]
+            for k in sorted(dm, key=lambda k: int(k.rsplit(".", 1)[1]) if ".layers." in k else -1)
+            if ".layers." in k
+        ]
         assert layers == sorted(layers)
     assert set(lnv.split_model(model.config, "cpu").values()) == {"cpu"}
 
@@ -470,11 +516,19 @@ def test_tokenizer_added_ids_and_base_agreement(tokenizer):
     from tokenizers import Tokenizer
 
     assert {t: tokenizer.convert_tokens_to_ids(t) for t in ADDED_TOKENS} == {
-        "<img>": 128256, "</img>": 128257, "<IMG_CONTEXT>": 128258}
+        "<img>": 128256,
+        "</img>": 128257,
+        "<IMG_CONTEXT>": 128258,
+    }
     assert len(tokenizer) == 128259
     base = Tokenizer.from_str(load_base_tokenizer_json().decode())
-    for text in ["Hello, world!", "The Eiffel Tower is 330 m tall.", "naïve café — 東京 🚀", "  leading spaces\n\ttabs",
-                 "<|begin_of_text|>def f(x):\n    return x**2"]:
+    for text in [
+        "Hello, world!",
+        "The Eiffel Tower is 330 m tall.",
+        "naïve café — 東京 🚀",
+        "  leading spaces\n\ttabs",
+        "<|begin_of_text|>def f(x):\n    return x**2",
+    ]:
         assert tokenizer(text).input_ids == base.encode(text).ids, text
     ids = tokenizer("a <img><IMG_CONTEXT><IMG_CONTEXT></img>").input_ids
     assert ids[-4:] == [128256, 128258, 128258, 128257]
@@ -521,7 +575,9 @@ def test_encode_queries_and_documents_end_to_end(model, processor):
     torch.testing.assert_close(q.norm(dim=-1), torch.ones(2))
     alone = model.encode_queries(["hi"])
     torch.testing.assert_close(q[1], alone[0], atol=ATOL, rtol=0)  # padding changes nothing
-    left = model.encode_queries(["what is a cat", "hi"], processor=lnv.load_processor(model.config, padding_side="left"))
+    left = model.encode_queries(
+        ["what is a cat", "hi"], processor=lnv.load_processor(model.config, padding_side="left")
+    )
     torch.testing.assert_close(left, q, atol=ATOL, rtol=0)
     img = Image.new("RGB", (80, 80), (10, 120, 200))
     d = model.encode_documents(images=[img, None], texts=["page", "page"])
@@ -533,10 +589,12 @@ def test_encode_queries_and_documents_end_to_end(model, processor):
 def test_build_collator(model, processor):
     collate = model.build_collator(processor)
     img = Image.new("RGB", (60, 60))
-    out = collate([
-        {"query": "q1", "passages": [{"text": "p1"}, {"image": img}]},
-        {"query": "q2", "passages": [{"text": "p2", "image": img}, {"text": "n2"}]},
-    ])
+    out = collate(
+        [
+            {"query": "q1", "passages": [{"text": "p1"}, {"image": img}]},
+            {"query": "q2", "passages": [{"text": "p2", "image": img}, {"text": "n2"}]},
+        ]
+    )
     assert out["passages_per_query"] == 2
     assert out["query"]["input_ids"].shape[0] == 2 and out["passage"]["input_ids"].shape[0] == 4
     with torch.no_grad():

@@ -62,7 +62,12 @@ def gradient_image(width: int, height: int, phase: int) -> Image.Image:
 
 
 def checker_image(side: int, cell: int) -> Image.Image:
-    data = bytes(v for y in range(side) for x in range(side) for v in ((255, 255, 255) if (x // cell + y // cell) % 2 else (20, 40, 160)))
+    data = bytes(
+        v
+        for y in range(side)
+        for x in range(side)
+        for v in ((255, 255, 255) if (x // cell + y // cell) % 2 else (20, 40, 160))
+    )
     return Image.frombytes("RGB", (side, side), data)
 
 
@@ -76,7 +81,11 @@ DOCUMENTS = [
     ("gradient 112x56, no text", lambda: gradient_image(112, 56, 0), None),
     ("text only", None, "Spiders are arachnids with eight legs and two body segments."),
     ("checker 56x56 + text", lambda: checker_image(56, 7), "Q3 revenue rose 12% to $4.1M; costs were flat."),
-    ("gradient 56x56 + text", lambda: gradient_image(56, 56, 99), "The sky appears blue because of Rayleigh scattering."),
+    (
+        "gradient 56x56 + text",
+        lambda: gradient_image(56, 56, 99),
+        "The sky appears blue because of Rayleigh scattering.",
+    ),
 ]
 
 
@@ -95,8 +104,9 @@ def _states(model, ids, am, pv) -> torch.Tensor:
 def test_later_token_reaches_earlier_states_iff_bidirectional(bidirectional):
     model = make_model(seed=11, bidirectional_attention=bidirectional)
     torch.manual_seed(11)
-    ids = torch.cat([torch.randint(0, 1000, (1, 3)), torch.full((1, TOKENS_PER_TILE), IMG_CTX),
-                     torch.randint(0, 1000, (1, 4))], 1)
+    ids = torch.cat(
+        [torch.randint(0, 1000, (1, 3)), torch.full((1, TOKENS_PER_TILE), IMG_CTX), torch.randint(0, 1000, (1, 4))], 1
+    )
     pv = torch.randn(1, 3, 56, 56)
     am = torch.ones_like(ids)
     later = ids.clone()
@@ -115,8 +125,9 @@ def test_later_token_reaches_earlier_states_iff_bidirectional(bidirectional):
 def test_padding_never_changes_real_token_states(bidirectional):
     model = make_model(seed=13, bidirectional_attention=bidirectional)
     torch.manual_seed(13)
-    ids = torch.cat([torch.randint(0, 1000, (1, 2)), torch.full((1, TOKENS_PER_TILE), IMG_CTX),
-                     torch.randint(0, 1000, (1, 3))], 1)
+    ids = torch.cat(
+        [torch.randint(0, 1000, (1, 2)), torch.full((1, TOKENS_PER_TILE), IMG_CTX), torch.randint(0, 1000, (1, 3))], 1
+    )
     n = ids.shape[1]
     pv = torch.randn(1, 3, 56, 56)
     short = torch.randint(0, 1000, (1, n))
@@ -133,7 +144,9 @@ def test_padding_never_changes_real_token_states(bidirectional):
 
 # ------------------------------------------------------------------------------------ pixel shuffle
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(0, 2**16))
+@given(
+    st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(0, 2**16)
+)
 def test_pixel_shuffle_shape_law_and_exact_round_trip(k, batch, h_blocks, w_blocks, c, seed):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, h_blocks * k, w_blocks * k, c * k * k, generator=gen)
@@ -154,7 +167,7 @@ def test_pixel_shuffle_upsample_layout_and_errors(model):
         for j in range(3):
             for a in range(2):
                 for b in range(2):
-                    assert torch.equal(out[0, i * 2 + a, j * 2 + b], x[0, i, j, (a * 2 + b) * 2:(a * 2 + b + 1) * 2])
+                    assert torch.equal(out[0, i * 2 + a, j * 2 + b], x[0, i, j, (a * 2 + b) * 2 : (a * 2 + b + 1) * 2])
     with pytest.raises(ValueError, match="not divisible by scale_factor"):
         pixel_shuffle(torch.zeros(1, 2, 2, 6), 2)
     for bad in (0.4, 1.5, 0.0, -2.0):
@@ -245,8 +258,10 @@ def test_identical_inputs_batch_of_1_and_4(model):
     images, texts = document_inputs()
     for one, four in (
         (model.encode_queries(QUERIES[1:2]), model.encode_queries(QUERIES[1:2] * 4)),
-        (model.encode_documents(images=[images[2]], texts=[texts[2]]),
-         model.encode_documents(images=[images[2]] * 4, texts=[texts[2]] * 4)),
+        (
+            model.encode_documents(images=[images[2]], texts=[texts[2]]),
+            model.encode_documents(images=[images[2]] * 4, texts=[texts[2]] * 4),
+        ),
     ):
         assert four.shape == (4, HIDDEN)
         for row in four[1:]:
@@ -280,7 +295,9 @@ class EmbeddingGolden(golden_extension(GOLDEN_FOLDER)):
     def matches_test_location(cls, *, test_location: Any, snapshot_location: str) -> bool:
         # The files live under golden/, not next to this test module: relate them by folder and name.
         loc = Path(snapshot_location)
-        return loc.parent == GOLDEN_DIR / GOLDEN_FOLDER and loc.stem == cls.get_snapshot_name(test_location=test_location)
+        return loc.parent == GOLDEN_DIR / GOLDEN_FOLDER and loc.stem == cls.get_snapshot_name(
+            test_location=test_location
+        )
 
     def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
         try:
@@ -294,7 +311,12 @@ def _r(x: float) -> float:
 
 
 def _summary(vec: torch.Tensor) -> dict:
-    return {"head": [_r(v) for v in vec[:8]], "sum": _r(vec.sum()), "abs_sum": _r(vec.abs().sum()), "norm": _r(vec.norm())}
+    return {
+        "head": [_r(v) for v in vec[:8]],
+        "sum": _r(vec.sum()),
+        "abs_sum": _r(vec.abs().sum()),
+        "norm": _r(vec.norm()),
+    }
 
 
 def golden_record(model: lnv.LlamaNemotronVLModel, part: str) -> dict:
@@ -302,16 +324,31 @@ def golden_record(model: lnv.LlamaNemotronVLModel, part: str) -> dict:
     if part == "queries":
         q = model.encode_queries(QUERIES)
         batch = model.processor.process_queries(QUERIES)
-        return {"pooling": model.config.pooling, "dim": q.shape[-1], "queries": [
-            {"query": text, "n_tokens": int(batch["attention_mask"][i].sum()), **_summary(q[i])}
-            for i, text in enumerate(QUERIES)]}
+        return {
+            "pooling": model.config.pooling,
+            "dim": q.shape[-1],
+            "queries": [
+                {"query": text, "n_tokens": int(batch["attention_mask"][i].sum()), **_summary(q[i])}
+                for i, text in enumerate(QUERIES)
+            ],
+        }
     if part == "documents":
         d = model.encode_documents(images=images, texts=texts)
         batch = model.processor.process_documents(images=images, texts=texts)
         tiles = [int(n) for n in batch["num_patches_list"]]
-        return {"pooling": model.config.pooling, "dim": d.shape[-1], "documents": [
-            {"document": desc, "tiles": tiles[i], "n_tokens": int(batch["attention_mask"][i].sum()), **_summary(d[i])}
-            for i, (desc, _, _) in enumerate(DOCUMENTS)]}
+        return {
+            "pooling": model.config.pooling,
+            "dim": d.shape[-1],
+            "documents": [
+                {
+                    "document": desc,
+                    "tiles": tiles[i],
+                    "n_tokens": int(batch["attention_mask"][i].sum()),
+                    **_summary(d[i]),
+                }
+                for i, (desc, _, _) in enumerate(DOCUMENTS)
+            ],
+        }
     scores = model.encode_queries(QUERIES) @ model.encode_documents(images=images, texts=texts).T
     return {"query_x_document_cosine": [[_r(v) for v in row] for row in scores]}
 
@@ -337,10 +374,16 @@ def test_golden_is_deterministic_and_seed_sensitive(model, processor):
 
 
 # ------------------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("images, texts, index", [
-    ([None], [None], 0), (None, [""], 0), (None, ["   \n"], 0), (None, ["ok", ""], 1),
-    ([gradient_image(56, 56, 1), None], [None, None], 1),
-])
+@pytest.mark.parametrize(
+    "images, texts, index",
+    [
+        ([None], [None], 0),
+        (None, [""], 0),
+        (None, ["   \n"], 0),
+        (None, ["ok", ""], 1),
+        ([gradient_image(56, 56, 1), None], [None, None], 1),
+    ],
+)
 def test_document_with_neither_image_nor_text(model, images, texts, index):
     with pytest.raises(ValueError, match=f"document {index}: has neither an image nor text"):
         model.encode_documents(images=images, texts=texts)
@@ -391,19 +434,28 @@ def test_image_count_must_match_image_context_tokens(model, processor):
     pv, flags = batch["pixel_values"], batch["image_flags"]
     cases = [
         # (changes, message): too few / too many tiles overall
-        (dict(pixel_values=pv[:2], image_flags=None, num_patches_list=None),
-         r"input_ids contain 12 image context tokens .* produced 8 embeddings"),
-        (dict(pixel_values=torch.cat([pv, pv[:1]]), image_flags=None, num_patches_list=None),
-         r"input_ids contain 12 image context tokens .* produced 16 embeddings"),
+        (
+            dict(pixel_values=pv[:2], image_flags=None, num_patches_list=None),
+            r"input_ids contain 12 image context tokens .* produced 8 embeddings",
+        ),
+        (
+            dict(pixel_values=torch.cat([pv, pv[:1]]), image_flags=None, num_patches_list=None),
+            r"input_ids contain 12 image context tokens .* produced 16 embeddings",
+        ),
         # right total, wrong split between samples
         (dict(num_patches_list=[1, 2]), r"sample 0: input_ids hold 8 image context tokens .* need 4"),
         # a real tile flagged off
         (dict(image_flags=torch.tensor([1, 1, 0])), r"sample 1: input_ids hold 4 .* \(0 real\) need 0"),
-        (dict(image_flags=torch.tensor([1, 1, 0]), num_patches_list=None),
-         r"input_ids contain 12 image context tokens .* produced 8 embeddings"),
+        (
+            dict(image_flags=torch.tensor([1, 1, 0]), num_patches_list=None),
+            r"input_ids contain 12 image context tokens .* produced 8 embeddings",
+        ),
         (dict(pixel_values=pv[:2], image_flags=None), r"num_patches_list sums to 3 tiles but pixel_values holds 2"),
         (dict(num_patches_list=[3]), r"num_patches_list has 1 entries but the batch has 2 samples"),
-        (dict(pixel_values=None, image_flags=None, num_patches_list=None), r"12 image context tokens .* no pixel_values"),
+        (
+            dict(pixel_values=None, image_flags=None, num_patches_list=None),
+            r"12 image context tokens .* no pixel_values",
+        ),
     ]
     for changes, message in cases:
         with pytest.raises(ValueError, match=message):

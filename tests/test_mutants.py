@@ -110,8 +110,15 @@ def model_option(model: str) -> list[str]:
 def command(runner: str, impl: str, model: str, expect: Iterable[str], select: str | None, workdir: Path) -> list[str]:
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--impl", impl]
     if runner == "conformance":
-        return base + ["conformance", *model_option(model), "-k", k_expression(expect, select),
-                       "--conformance-report", str(workdir), "--snapshot-warn-unused"]
+        return base + [
+            "conformance",
+            *model_option(model),
+            "-k",
+            k_expression(expect, select),
+            "--conformance-report",
+            str(workdir),
+            "--snapshot-warn-unused",
+        ]
     cmd = base + [runner, "--junitxml", str(workdir / "junit.xml"), "--hypothesis-seed=0"]
     return cmd + (["-k", select] if select else [])
 
@@ -126,8 +133,14 @@ def run(runner: str, impl: str, model: str, expect: Iterable[str], select: str |
     """Run one selection; return (exit code, what failed, output tail)."""
     with tempfile.TemporaryDirectory(prefix="vlmspec-mutant-") as tmp:
         workdir = Path(tmp)
-        proc = subprocess.run(command(runner, impl, model, expect, select, workdir), cwd=ROOT, env=_env(),
-                              capture_output=True, text=True, timeout=TIMEOUT)
+        proc = subprocess.run(
+            command(runner, impl, model, expect, select, workdir),
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
         output = (proc.stdout + proc.stderr)[-4000:]
         if runner == "conformance":
             failed = _failed_checks(workdir / "conformance-report.json", model)
@@ -254,8 +267,10 @@ def test_readme_quotes_the_declared_score():
 def test_mutant_is_killed(mutant: Mutant):
     verdict = run_mutant(mutant)
     _VERDICTS[mutant.name] = verdict
-    where = f"{mutant.name} ({mutant.runner}, expect {sorted(mutant.expect)}): exit {verdict.returncode}, " \
-            f"failed {sorted(verdict.failed)}\n{verdict.output}"
+    where = (
+        f"{mutant.name} ({mutant.runner}, expect {sorted(mutant.expect)}): exit {verdict.returncode}, "
+        f"failed {sorted(verdict.failed)}\n{verdict.output}"
+    )
     if mutant.survives:
         assert not verdict.killed, f"now killed; remove SURVIVES from the mutant: {where}"
         return
@@ -270,11 +285,29 @@ def test_control_selection_passes_unmutated(target: str):
     runner, model, expect, expr = controls()[target]
     if runner == "conformance":
         with tempfile.TemporaryDirectory(prefix="vlmspec-control-") as tmp:
-            cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--impl", "vlmspec", "conformance",
-                   *model_option(model), "-k", expr, "--conformance-report", tmp, "--snapshot-warn-unused"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--impl",
+                "vlmspec",
+                "conformance",
+                *model_option(model),
+                "-k",
+                expr,
+                "--conformance-report",
+                tmp,
+                "--snapshot-warn-unused",
+            ]
             proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-            rc, failed, output = proc.returncode, _failed_checks(Path(tmp) / "conformance-report.json", model), \
-                (proc.stdout + proc.stderr)[-4000:]
+            rc, failed, output = (
+                proc.returncode,
+                _failed_checks(Path(tmp) / "conformance-report.json", model),
+                (proc.stdout + proc.stderr)[-4000:],
+            )
     else:
         rc, failed, output = run(runner, "vlmspec", model, expect, expr)
     assert rc == 0 and not failed, f"{target} fails without a mutant: {sorted(failed)}\n{output}"

@@ -55,7 +55,9 @@ def test_block_is_active_in_the_process_and_its_children(tmp_path):
     log = tmp_path / "net.log"
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    out = subprocess.run([sys.executable, str(script)], env=blocked_env(log), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(script)], env=blocked_env(log), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\n")
     for tag in ("parent", "child", "spawned"):
@@ -71,8 +73,19 @@ def test_full_conformance_run_is_offline(tmp_path):
 
     materialize(FLAGSHIP)  # the pack is built before the run (materializing may call npm/pip)
     log = tmp_path / "net.log"
-    cmd = [sys.executable, "-m", "pytest", "conformance", "--model", FLAGSHIP, "-p", "no:cacheprovider", "-q",
-           "--conformance-report", str(tmp_path / "reports")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "conformance",
+        "--model",
+        FLAGSHIP,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--conformance-report",
+        str(tmp_path / "reports"),
+    ]
     start = time.monotonic()
     out = subprocess.run(cmd, cwd=ROOT, env=blocked_env(log), capture_output=True, text=True, timeout=900)
     elapsed = time.monotonic() - start
@@ -80,7 +93,6 @@ def test_full_conformance_run_is_offline(tmp_path):
     assert " passed" in out.stdout
     assert not log.exists() or log.read_text() == "", f"network attempts during the run:\n{log.read_text()}"
     print(f"offline conformance run: {elapsed:.1f} s")
-
 
 
 def test_an_impl_module_is_activated_offline(tmp_path):
@@ -91,11 +103,28 @@ def test_an_impl_module_is_activated_offline(tmp_path):
     (tmp_path / "hub_probe.py").write_text(
         "def pytest_collection_finish(session):\n"
         "    import huggingface_hub.constants as c\n"
-        "    print('HUB_OFFLINE', c.HF_HUB_OFFLINE)\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTEST_"))}
+        "    print('HUB_OFFLINE', c.HF_HUB_OFFLINE)\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTEST_"))
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
-    cmd = [sys.executable, "-m", "pytest", "conformance", "-p", "hub_probe", "--impl", "tests.mutants.qwen2_5_pixels_fp32",
-           "--model", FLAGSHIP, "--collect-only", "-q", "-p", "no:cacheprovider"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "conformance",
+        "-p",
+        "hub_probe",
+        "--impl",
+        "tests.mutants.qwen2_5_pixels_fp32",
+        "--model",
+        FLAGSHIP,
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "HUB_OFFLINE True" in out.stdout, out.stdout[-2000:]

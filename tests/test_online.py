@@ -28,11 +28,29 @@ def _pack_files() -> dict[str, bytes]:
 
 def _run(hub: LoopbackHub, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(tmp_path / "hf-cache"),
-               VLMSPEC_GOLDEN_DIR=str(tmp_path / "golden"))
-    return subprocess.run([sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q", "--online",
-                           "--conformance-report", str(tmp_path / "report"), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env.update(
+        HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(tmp_path / "hf-cache"), VLMSPEC_GOLDEN_DIR=str(tmp_path / "golden")
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "conformance",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--online",
+            "--conformance-report",
+            str(tmp_path / "report"),
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _row(tmp_path: Path, model_id: str) -> dict:
@@ -50,7 +68,15 @@ def test_online_unregistered_model_downloads_derives_and_checks(tmp_path):
     assert {"config.json", "tokenizer.json", "chat_template.json", "preprocessor_config.json"} <= downloaded
     row = _row(tmp_path, model_id)
     assert row["fixture_class"] == "REAL (hub)"
-    checks = ("labels", "label_consistency", "vision_tokens", "fake_image", "golden", "pp_chunking", "pp_staged_forward")
+    checks = (
+        "labels",
+        "label_consistency",
+        "vision_tokens",
+        "fake_image",
+        "golden",
+        "pp_chunking",
+        "pp_staged_forward",
+    )
     assert {c: row["checks"][c]["status"] for c in checks} == dict.fromkeys(checks, "pass")
 
 
@@ -59,8 +85,9 @@ def test_a_template_changed_on_the_hub_is_a_golden_diff_that_snapshot_update_acc
     files = _pack_files()
     template = json.loads(files["chat_template.json"])
     assert "You are a helpful assistant." in template["chat_template"]
-    template["chat_template"] = template["chat_template"].replace("You are a helpful assistant.",
-                                                                  "You are a careful assistant.")
+    template["chat_template"] = template["chat_template"].replace(
+        "You are a helpful assistant.", "You are a careful assistant."
+    )
     files["chat_template.json"] = json.dumps(template).encode()
     folder = QWEN25.replace("/", "--")
     shutil.copytree(ROOT / "golden" / folder, tmp_path / "golden" / folder)
@@ -68,7 +95,10 @@ def test_a_template_changed_on_the_hub_is_a_golden_diff_that_snapshot_update_acc
         changed = _run(hub, tmp_path, "--model", QWEN25, "-k", "golden and not pp_golden")
         assert changed.returncode == 1, changed.stdout[-3000:]
         assert "careful assistant" in changed.stdout and _row(tmp_path, QWEN25)["fixture_class"] == "REAL (hub)"
-        assert _run(hub, tmp_path, "--model", QWEN25, "-k", "golden and not pp_golden", "--snapshot-update").returncode == 0
+        assert (
+            _run(hub, tmp_path, "--model", QWEN25, "-k", "golden and not pp_golden", "--snapshot-update").returncode
+            == 0
+        )
         again = _run(hub, tmp_path, "--model", QWEN25, "-k", "golden and not pp_golden")
     assert again.returncode == 0, again.stdout[-3000:]
     assert any("careful assistant" in p.read_text() for p in (tmp_path / "golden" / folder).rglob("*.json"))

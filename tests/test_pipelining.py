@@ -88,10 +88,13 @@ def test_staged_loss_and_grads_match_unsplit(name):
     n = 2
     logits = cases.staged_forward(stages, pp_batch(case, n, stages[0]), n)
     # Per-microbatch sum, normalized by the whole batch: what a PP loss_fn with global token count does.
-    loss = sum(
-        nn.functional.cross_entropy(lg.flatten(0, 1), lb.flatten(), reduction="sum")
-        for lg, lb in zip(torch.tensor_split(logits, n), torch.tensor_split(labels, n))
-    ) / n_targets
+    loss = (
+        sum(
+            nn.functional.cross_entropy(lg.flatten(0, 1), lb.flatten(), reduction="sum")
+            for lg, lb in zip(torch.tensor_split(logits, n), torch.tensor_split(labels, n))
+        )
+        / n_targets
+    )
     loss.backward()
     torch.testing.assert_close(loss, ref_loss, atol=ATOL, rtol=0)
 
@@ -259,7 +262,9 @@ def test_patch_flavors():
 
 
 def test_model_type_gating():
-    g4, m3, qwen, llama, g3 = (get_case(n).model for n in ("gemma4_vlm", "mistral3", "qwen2_5_vl", "llama", "gemma3_vlm"))
+    g4, m3, qwen, llama, g3 = (
+        get_case(n).model for n in ("gemma4_vlm", "mistral3", "qwen2_5_vl", "llama", "gemma3_vlm")
+    )
     assert pl._is_gemma4_vlm(g4) and not pl._is_gemma4_vlm(m3) and not pl._is_gemma4_vlm(g3)
     assert pl._is_mistral3_vlm(m3) and not pl._is_mistral3_vlm(g4)
     assert all(pl._is_vlm(m) for m in (g4, m3, qwen, g3)) and not pl._is_vlm(llama)
@@ -327,8 +332,13 @@ def test_init_hf_model_buffers_restores_non_persistent_buffers():
 # --------------------------------------------------------------------------------------------------
 def _eager_text_module():
     cfg = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, attn_implementation="eager",
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        attn_implementation="eager",
     )
     return transformers.LlamaModel(cfg)
 
@@ -392,8 +402,9 @@ def test_qwen3_vl_deepstack_features_reach_the_staged_forward(monkeypatch):
     with torch.no_grad():
         ref = cases.reference_logits(case)
         out = cases.staged_forward(stages, pp_batch(case, 2, stages[0]), 2)
-        monkeypatch.setattr(type(case.model.model.language_model), "_deepstack_process",
-                            lambda self, hidden, mask, embeds: hidden)
+        monkeypatch.setattr(
+            type(case.model.model.language_model), "_deepstack_process", lambda self, hidden, mask, embeds: hidden
+        )
         without = cases.reference_logits(case)
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
     assert (without - ref).abs().max() > 1e-3, "DeepStack does not change this case's logits: the test proves nothing"
@@ -417,8 +428,14 @@ def test_empty_middle_stage_passes_hidden_states_through():
 def test_nested_causal_lm_text_module_is_a_clear_error():
     """A VLM whose ``language_model`` is itself a *ForCausalLM (Nemotron-H omni) has no ``layers`` at the
     text path: split must say so, not fail with an AttributeError deep inside."""
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=1)
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
 
     class Wrapper(nn.Module):
         def __init__(self):

@@ -96,9 +96,7 @@ class _NotFirst:
 def dist_results():
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(_worker, args=(2, _free_port(), out_dir), nprocs=2, join=True)
-        yield {
-            name: [torch.load(os.path.join(out_dir, f"{name}_rank{r}.pt")) for r in range(2)] for name in CASES
-        }
+        yield {name: [torch.load(os.path.join(out_dir, f"{name}_rank{r}.pt")) for r in range(2)] for name in CASES}
 
 
 @pytest.mark.slow

@@ -24,9 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pytest(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_list_models_shows_every_record_with_its_class():
@@ -65,8 +70,9 @@ def test_an_unreachable_hub_fails_fast_with_one_message():
     threading.Thread(target=lambda: [accepted.append(server.accept()) for _ in range(8)], daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
     started = time.monotonic()
-    out = _pytest("--online", "--model", "llava-hf/llava-1.5-7b-hf", "--collect-only", "-q",
-                  env={"HF_ENDPOINT": endpoint})
+    out = _pytest(
+        "--online", "--model", "llava-hf/llava-1.5-7b-hf", "--collect-only", "-q", env={"HF_ENDPOINT": endpoint}
+    )
     elapsed = time.monotonic() - started
     server.close()
     assert out.returncode != 0
@@ -80,8 +86,14 @@ def test_a_refused_pack_is_one_failure_per_model(tmp_path):
     shutil.copytree(family_folder(QWEN25).path, families / family_folder(QWEN25).path.name)
     template = families / family_folder(QWEN25).path.name / "chat_template.json"
     template.write_text(template.read_text().replace("assistant", "assistent"))
-    out = _pytest("--model", QWEN25, "-k", "labels or golden", "-q",
-                  env={"VLMSPEC_FAMILIES": str(families), "VLMSPEC_HUB_CACHE": str(tmp_path / "hub")})
+    out = _pytest(
+        "--model",
+        QWEN25,
+        "-k",
+        "labels or golden",
+        "-q",
+        env={"VLMSPEC_FAMILIES": str(families), "VLMSPEC_HUB_CACHE": str(tmp_path / "hub")},
+    )
     assert out.returncode == 1
     summary = out.stdout.strip().splitlines()[-1]
     assert summary.startswith("1 failed,") and " skipped" in summary, summary
@@ -104,13 +116,20 @@ def test_family_prefix_selects_models():
 
 
 def test_offline_is_the_default():
-    code = ("import os, pytest\n"
-            "def test_env():\n"
-            "    assert os.environ['HF_HUB_OFFLINE'] == '1'\n")
-    out = subprocess.run([sys.executable, "-c",
-                          "import sys, pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]]))",
-                          _write_tmp(code)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"})
+    code = "import os, pytest\ndef test_env():\n    assert os.environ['HF_HUB_OFFLINE'] == '1'\n"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]]))",
+            _write_tmp(code),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"},
+    )
     assert out.returncode == 0, out.stdout[-1500:]
 
 
@@ -136,9 +155,11 @@ def keep_impl(monkeypatch):
 def probe_modules():
     """Forget the probe packages before and after: a later pytest session in this process (mutmut runs
     the suite more than once per process) must import its own tmp_path copy, not a stale one."""
+
     def forget():
         for name in [n for n in sys.modules if n.split(".")[0] in ("probe_dep", "probe_lineage")]:
             del sys.modules[name]
+
     forget()
     yield
     forget()
@@ -151,9 +172,14 @@ def _package(root: Path, name: str, files: dict[str, str]) -> None:
 
 
 def test_names_follow_the_base_declared_by_a_package_above(tmp_path, monkeypatch, keep_impl, probe_modules):
-    _package(tmp_path, "probe_lineage", {
-        "__init__.py": 'VLMSPEC_IMPL_BASE = "vlmspec"\n',
-        "variant.py": "from conformance.impl import BUILTIN\nVLMSPEC_IMPL = dict(BUILTIN['vlmspec'])\n"})
+    _package(
+        tmp_path,
+        "probe_lineage",
+        {
+            "__init__.py": 'VLMSPEC_IMPL_BASE = "vlmspec"\n',
+            "variant.py": "from conformance.impl import BUILTIN\nVLMSPEC_IMPL = dict(BUILTIN['vlmspec'])\n",
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     impl.activate("probe_lineage.variant")
     assert impl.names() == ["probe_lineage.variant", "vlmspec"]
@@ -161,11 +187,15 @@ def test_names_follow_the_base_declared_by_a_package_above(tmp_path, monkeypatch
     assert impl.names() == ["vlmspec"]
 
 
-def test_module_that_needs_an_absent_package_is_an_environment_problem(tmp_path, monkeypatch, keep_impl,
-                                                                     probe_modules):
-    _package(tmp_path, "probe_dep", {
-        "__init__.py": "VLMSPEC_IMPL = {'collate_fns': 'probe_dep.collate', 'fake_image': 'probe_dep.absent'}\n",
-        "collate.py": "import zz_vlmspec_absent_probe  # noqa: F401\n"})
+def test_module_that_needs_an_absent_package_is_an_environment_problem(tmp_path, monkeypatch, keep_impl, probe_modules):
+    _package(
+        tmp_path,
+        "probe_dep",
+        {
+            "__init__.py": "VLMSPEC_IMPL = {'collate_fns': 'probe_dep.collate', 'fake_image': 'probe_dep.absent'}\n",
+            "collate.py": "import zz_vlmspec_absent_probe  # noqa: F401\n",
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     impl.activate("probe_dep")
     with pytest.raises(impl.MissingDependency, match="needs the package `zz-vlmspec-absent-probe`"):
@@ -198,27 +228,42 @@ def _raise_in_vlmspec(source: str) -> BaseException:
     raise AssertionError("source did not raise")
 
 
-@pytest.mark.parametrize("source, module, package, hint", [
-    ("import zz_vlmspec_absent_probe", "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
-    ("import zz_vlmspec_absent_probe.sub", "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
-    ("raise ImportError('qwen_omni_utils is required for qwen3_omni_collate_fn. Install it with: "
-     "pip install nemo-automodel[vlm-media]')", "qwen_omni_utils", "qwen-omni-utils", "pip install nemo-automodel[vlm-media]"),
-    ("try:\n    import zz_vlmspec_absent_probe\nexcept ImportError as e:\n    raise RuntimeError('wrapped') from e",
-     "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
-])
+@pytest.mark.parametrize(
+    "source, module, package, hint",
+    [
+        ("import zz_vlmspec_absent_probe", "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
+        ("import zz_vlmspec_absent_probe.sub", "zz_vlmspec_absent_probe", "zz-vlmspec-absent-probe", ""),
+        (
+            "raise ImportError('qwen_omni_utils is required for qwen3_omni_collate_fn. Install it with: "
+            "pip install nemo-automodel[vlm-media]')",
+            "qwen_omni_utils",
+            "qwen-omni-utils",
+            "pip install nemo-automodel[vlm-media]",
+        ),
+        (
+            "try:\n    import zz_vlmspec_absent_probe\nexcept ImportError as e:\n    raise RuntimeError('wrapped') from e",
+            "zz_vlmspec_absent_probe",
+            "zz-vlmspec-absent-probe",
+            "",
+        ),
+    ],
+)
 def test_missing_dependency_of_the_implementation(source, module, package, hint):
     found = impl.missing_dependency(_raise_in_vlmspec(source))
     assert found == impl.Dependency(module, package, hint)
     assert f"needs the package `{package}` (module `{module}`): pip install {package}" in found.message
 
 
-@pytest.mark.parametrize("source", [
-    "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')",     # the harness's own module
-    "raise ModuleNotFoundError(\"No module named 'vlmspec.x'\", name='vlmspec.x')",  # the implementation's own
-    "raise ModuleNotFoundError(\"No module named 'json'\", name='json')",       # importable: not missing
-    "raise ImportError('cannot do this')",                                      # no module named
-    "raise KeyError('audio')",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')",  # the harness's own module
+        "raise ModuleNotFoundError(\"No module named 'vlmspec.x'\", name='vlmspec.x')",  # the implementation's own
+        "raise ModuleNotFoundError(\"No module named 'json'\", name='json')",  # importable: not missing
+        "raise ImportError('cannot do this')",  # no module named
+        "raise KeyError('audio')",
+    ],
+)
 def test_not_a_missing_dependency(source):
     assert impl.missing_dependency(_raise_in_vlmspec(source)) is None
 
@@ -233,7 +278,7 @@ def test_import_error_outside_the_implementation_is_not_an_environment_problem()
 # --------------------------------------------------------------------------------------------------
 # cells end to end: evidence, per-implementation xfails, XPASS, env (a probe implementation in tmp)
 # --------------------------------------------------------------------------------------------------
-_CELLS = '''
+_CELLS = """
 import pytest
 
 from conformance.checks import CheckFailure
@@ -253,28 +298,52 @@ def test_cell(case):
         needs.load()
     if case == "needs_guard":
         needs.guarded()
-'''
+"""
 
 
 def _probe_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     if not (tmp_path / "probe_impl").exists():
-        _package(tmp_path, "probe_impl", {
-            "__init__.py": "from conformance.impl import BUILTIN\nVLMSPEC_IMPL = dict(BUILTIN['vlmspec'])\n"
-                           "VLMSPEC_IMPL_BASE = 'vlmspec'\n",
-            "needs.py": "def load():\n    import zz_vlmspec_absent_probe  # noqa: F401\n\n\n"
-                        "def guarded():\n    raise ImportError('zz_vlmspec_absent_guard is required for guarded(). '\n"
-                        "                      'Install it with: pip install probe[extra]')\n"})
+        _package(
+            tmp_path,
+            "probe_impl",
+            {
+                "__init__.py": "from conformance.impl import BUILTIN\nVLMSPEC_IMPL = dict(BUILTIN['vlmspec'])\n"
+                "VLMSPEC_IMPL_BASE = 'vlmspec'\n",
+                "needs.py": "def load():\n    import zz_vlmspec_absent_probe  # noqa: F401\n\n\n"
+                "def guarded():\n    raise ImportError('zz_vlmspec_absent_guard is required for guarded(). '\n"
+                "                      'Install it with: pip install probe[extra]')\n",
+            },
+        )
         (tmp_path / "test_cells.py").write_text(_CELLS, encoding="utf-8")
         (tmp_path / "impls").mkdir()
         entry = {"check": "api", "reason": "{} deviation", "link": "docs/findings.md#probe"}
         for name, case in (("vlmspec", "known_bug"), ("probe_impl", "fixed_bug")):
-            data = {"impl": name, "package": f"{name}==1", "expected_failures": [
-                {**entry, "fixtures": [case], "reason": f"{case} deviation"}]}
+            data = {
+                "impl": name,
+                "package": f"{name}==1",
+                "expected_failures": [{**entry, "fixtures": [case], "reason": f"{case} deviation"}],
+            }
             (tmp_path / "impls" / f"{name}.json").write_text(json.dumps(data), encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "pytest", "test_cells.py", "-p", "no:cacheprovider", "--impl", "probe_impl",
-                          "--conformance-report", str(tmp_path / "rep"), *args], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path),
-                                                      "VLMSPEC_IMPLS_DIR": str(tmp_path / "impls")})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "test_cells.py",
+            "-p",
+            "no:cacheprovider",
+            "--impl",
+            "probe_impl",
+            "--conformance-report",
+            str(tmp_path / "rep"),
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "VLMSPEC_IMPLS_DIR": str(tmp_path / "impls")},
+    )
     return out, json.loads((tmp_path / "rep" / "conformance-report.json").read_text())
 
 
@@ -286,8 +355,13 @@ def test_implementation_cells_carry_evidence_xfails_xpass_and_env(tmp_path):
     cell = report["models"]["(implementation)"]["checks"]["api"]
     by_case = {r["case"]: r for r in cell["results"]}
     assert {c: r["outcome"] for c, r in by_case.items()} == {
-        "pass_case": "passed", "check_fails": "failed", "known_bug": "xfailed", "fixed_bug": "xpassed",
-        "needs_module": "env", "needs_guard": "env"}
+        "pass_case": "passed",
+        "check_fails": "failed",
+        "known_bug": "xfailed",
+        "fixed_bug": "xpassed",
+        "needs_module": "env",
+        "needs_guard": "env",
+    }
     assert cell["text"] == "FAIL 2/6 +xfail 1"  # the recorded deviation beside the failures stays visible
     assert by_case["check_fails"]["evidence"] == "[probe | check api] documented name missing: probe_fn"
     known = by_case["known_bug"]
@@ -297,7 +371,9 @@ def test_implementation_cells_carry_evidence_xfails_xpass_and_env(tmp_path):
     environment = report["models"]["(implementation)"]["environment"]
     assert any("`zz-vlmspec-absent-probe` (module `zz_vlmspec_absent_probe`)" in e for e in environment)
     assert any("its own hint: pip install probe[extra]" in e for e in environment)
-    assert "(implementation) · api: FAIL 2/6 +xfail 1: [probe | check api] documented name missing: probe_fn" in out.stdout
+    assert (
+        "(implementation) · api: FAIL 2/6 +xfail 1: [probe | check api] documented name missing: probe_fn" in out.stdout
+    )
     md = (tmp_path / "rep" / "conformance-report.md").read_text()
     assert "## Failures and findings" in md and "recorded reason: known_bug deviation" in md
 
@@ -313,7 +389,13 @@ def test_environment_problems_do_not_fail_the_run(tmp_path):
 
 def test_unknown_cell_check_is_a_usage_error(tmp_path):
     (tmp_path / "test_bad.py").write_text(
-        "import pytest\n\n@pytest.mark.vlmspec_cell(model='(implementation)', check='robustnes')\ndef test_x():\n    pass\n")
-    out = subprocess.run([sys.executable, "-m", "pytest", "test_bad.py", "-p", "no:cacheprovider", "--collect-only"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        "import pytest\n\n@pytest.mark.vlmspec_cell(model='(implementation)', check='robustnes')\ndef test_x():\n    pass\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "test_bad.py", "-p", "no:cacheprovider", "--collect-only"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 4 and "did you mean 'robustness'" in out.stderr

@@ -30,8 +30,13 @@ def test_batch_size_must_be_a_positive_int(batch_size):
 # _as_counts: a tensor's counts are read as numbers, not 0-d tensors, in the message
 def test_negative_count_names_the_value_and_the_sample():
     with pytest.raises(ValueError) as err:
-        chunk_vlm_media(pixel_values=torch.zeros(3, 6), image_grid=torch.tensor([[1, 1, 3]]),
-                        batch_size=2, n_microbatches=1, n_images_per_sample=torch.tensor([3, -1]))
+        chunk_vlm_media(
+            pixel_values=torch.zeros(3, 6),
+            image_grid=torch.tensor([[1, 1, 3]]),
+            batch_size=2,
+            n_microbatches=1,
+            n_images_per_sample=torch.tensor([3, -1]),
+        )
     assert "n_images_per_sample[1] = -1 (sample 1)" in str(err.value)
 
 
@@ -39,8 +44,9 @@ def test_negative_count_names_the_value_and_the_sample():
 def test_counts_may_be_a_sequence():
     pixels = torch.arange(12.0).reshape(3, 4)  # two images: 1 row and 2 rows
     grid = torch.tensor([[1, 1, 1], [1, 1, 2]])
-    got_pixels, got_grid = chunk_vlm_media(pixel_values=pixels, image_grid=grid, batch_size=2, n_microbatches=2,
-                                           n_images_per_sample=[0, 2])
+    got_pixels, got_grid = chunk_vlm_media(
+        pixel_values=pixels, image_grid=grid, batch_size=2, n_microbatches=2, n_images_per_sample=[0, 2]
+    )
     assert [p.shape[0] for p in got_pixels] == [0, 3]
     assert torch.equal(got_grid[1], grid)
 
@@ -71,16 +77,22 @@ def test_flat_layout_without_grid_names_both_fields():
 # chunk_step3_media: the count field's name (None, "XX...XX", upper case)
 def test_step3_count_mismatch_names_num_patches():
     with pytest.raises(ValueError) as err:
-        chunk_step3_media(pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=1,
-                          num_patches=torch.tensor([1, 1, 1]))
+        chunk_step3_media(
+            pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=1, num_patches=torch.tensor([1, 1, 1])
+        )
     assert names(str(err.value), "num_patches"), str(err.value)
 
 
 # chunk_step3_media: `continue` -> `break` (a newline mask without patch pixels is still chunked)
 def test_step3_newline_mask_without_patch_pixels_is_chunked():
     mask = torch.tensor([True, False, True])
-    out = chunk_step3_media(pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=2,
-                            num_patches=torch.tensor([1, 2]), patch_newline_mask=mask)
+    out = chunk_step3_media(
+        pixel_values=torch.zeros(2, 3, 4, 4),
+        batch_size=2,
+        n_microbatches=2,
+        num_patches=torch.tensor([1, 2]),
+        patch_newline_mask=mask,
+    )
     assert [m.tolist() for m in out["patch_newline_mask"]] == [[True], [False, True]]
     assert "patch_pixel_values" not in out
 
@@ -101,8 +113,13 @@ def test_step3p7_ambiguous_ownership_names_n_images_per_sample():
 # chunk_step3p7_media: num_local_patches given as a list is converted (isinstance flipped, None, dtype)
 def test_step3p7_local_patch_counts_may_be_a_list():
     local = torch.arange(3.0).reshape(3, 1, 1, 1)
-    out = chunk_step3p7_media(pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=2,
-                              num_local_patches=[2, 1], pixel_values_local=local)
+    out = chunk_step3p7_media(
+        pixel_values=torch.zeros(2, 3, 4, 4),
+        batch_size=2,
+        n_microbatches=2,
+        num_local_patches=[2, 1],
+        pixel_values_local=local,
+    )
     assert [c.tolist() for c in out["num_local_patches"]] == [[2], [1]]
     assert out["num_local_patches"][0].dtype == torch.long
     assert torch.equal(out["pixel_values_local"][0], local[:2]) and torch.equal(out["pixel_values_local"][1], local[2:])
@@ -110,12 +127,14 @@ def test_step3p7_local_patch_counts_may_be_a_list():
 
 # chunk_step3p7_media: `sum(crops)` -> `sum(None)` (zero crops and no local pixels is fine)
 def test_step3p7_zero_crops_need_no_local_pixels():
-    out = chunk_step3p7_media(pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=1,
-                              num_local_patches=torch.tensor([0, 0]))
+    out = chunk_step3p7_media(
+        pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=1, num_local_patches=torch.tensor([0, 0])
+    )
     assert "pixel_values_local" not in out and out["num_local_patches"][0].tolist() == [0, 0]
     with pytest.raises(ValueError, match="pixel_values_local was not given"):
-        chunk_step3p7_media(pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=1,
-                            num_local_patches=torch.tensor([0, 1]))
+        chunk_step3p7_media(
+            pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=1, num_local_patches=torch.tensor([0, 1])
+        )
 
 
 # chunk_step3_media: `patch_newline_mask is not None` -> `is None` (no patches, no counts: just the images)
@@ -127,6 +146,11 @@ def test_step3_full_images_alone_need_no_counts():
 
 # chunk_step3p7_media: the list is converted to long (dtype dropped)
 def test_step3p7_local_patch_counts_become_long():
-    out = chunk_step3p7_media(pixel_values=torch.zeros(2, 3, 4, 4), batch_size=2, n_microbatches=1,
-                              num_local_patches=[1.0, 0.0], pixel_values_local=torch.zeros(1, 3, 2, 2))
+    out = chunk_step3p7_media(
+        pixel_values=torch.zeros(2, 3, 4, 4),
+        batch_size=2,
+        n_microbatches=1,
+        num_local_patches=[1.0, 0.0],
+        pixel_values_local=torch.zeros(1, 3, 2, 2),
+    )
     assert out["num_local_patches"][0].dtype == torch.long

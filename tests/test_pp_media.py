@@ -160,7 +160,11 @@ def test_prepare_chunks_images_and_videos_by_the_same_rule(images, videos):
 
 
 @PROPS
-@given(st.integers(1, 8).flatmap(lambda b: st.tuples(st.just(b), st.integers(1, b), st.lists(st.integers(0, 3), min_size=b, max_size=b))))
+@given(
+    st.integers(1, 8).flatmap(
+        lambda b: st.tuples(st.just(b), st.integers(1, b), st.lists(st.integers(0, 3), min_size=b, max_size=b))
+    )
+)
 def test_step3_chunks(args):
     batch_size, n_mb, patches = args
     num_patches = torch.tensor(patches)
@@ -196,7 +200,9 @@ def test_step3p7_chunks_crops_follow_their_images(args):
     n_images = len(owners)
     global_tag = torch.tensor([[s, i] for i, s in enumerate(owners)], dtype=torch.float32).reshape(-1, 2)
     pixel_values = global_tag.view(-1, 2, 1, 1).expand(-1, 2, 4, 4)
-    crop_tag = torch.tensor([[owners[i], i] for i, c in enumerate(crops) for _ in range(c)], dtype=torch.float32).reshape(-1, 2)
+    crop_tag = torch.tensor(
+        [[owners[i], i] for i, c in enumerate(crops) for _ in range(c)], dtype=torch.float32
+    ).reshape(-1, 2)
     local = crop_tag.view(-1, 2, 1, 1).expand(-1, 2, 2, 2)
     counts, num_local = torch.tensor(images), torch.tensor(crops, dtype=torch.long)
     out = chunk_step3p7_media(pixel_values, batch_size, n_mb, counts, num_local, local)
@@ -206,10 +212,17 @@ def test_step3p7_chunks_crops_follow_their_images(args):
         assert out["pixel_values"][k][:, :, 0, 0].tolist() == [[owners[i], i] for i in mine]
         assert out["n_images_per_sample"][k].tolist() == [images[s] for s in samples]
         assert out["num_local_patches"][k].tolist() == [crops[i] for i in mine]
-        assert out["pixel_values_local"][k][:, :, 0, 0].tolist() == [[owners[i], i] for i in mine for _ in range(crops[i])]
+        assert out["pixel_values_local"][k][:, :, 0, 0].tolist() == [
+            [owners[i], i] for i in mine for _ in range(crops[i])
+        ]
     # prepare_vlm_media_for_pp routes the Step3p7 layout here and removes the raw tensors from the batch
-    batch = {"input_ids": torch.zeros(batch_size, 3, dtype=torch.long), "pixel_values": pixel_values,
-             "pixel_values_local": local, "num_local_patches": num_local, "n_images_per_sample": counts}
+    batch = {
+        "input_ids": torch.zeros(batch_size, 3, dtype=torch.long),
+        "pixel_values": pixel_values,
+        "pixel_values_local": local,
+        "num_local_patches": num_local,
+        "n_images_per_sample": counts,
+    }
     prepared = prepare_vlm_media_for_pp(batch, batch_size, n_mb)
     assert set(prepared) == {"input_ids", VLM_PP_MEDIA_KEY, VLM_PP_MEDIA_INDEX_KEY}
     for k, chunk in enumerate(prepared[VLM_PP_MEDIA_KEY]):
@@ -220,13 +233,19 @@ def test_step3p7_chunks_crops_follow_their_images(args):
 def test_step3p7_errors_name_the_field():
     pixels = torch.zeros(2, 3, 4, 4)
     with pytest.raises(ValueError, match="n_images_per_sample"):
-        chunk_step3p7_media(pixels, 3, 1, num_local_patches=torch.tensor([0, 1]), pixel_values_local=torch.zeros(1, 3, 2, 2))
+        chunk_step3p7_media(
+            pixels, 3, 1, num_local_patches=torch.tensor([0, 1]), pixel_values_local=torch.zeros(1, 3, 2, 2)
+        )
     with pytest.raises(ValueError, match="num_local_patches"):
         chunk_step3p7_media(pixels, 2, 1, pixel_values_local=torch.zeros(1, 3, 2, 2))
     with pytest.raises(ValueError, match="num_local_patches.*one count per image"):
-        chunk_step3p7_media(pixels, 2, 1, num_local_patches=torch.tensor([1]), pixel_values_local=torch.zeros(1, 3, 2, 2))
+        chunk_step3p7_media(
+            pixels, 2, 1, num_local_patches=torch.tensor([1]), pixel_values_local=torch.zeros(1, 3, 2, 2)
+        )
     with pytest.raises(ValueError, match="pixel_values_local has 2 crops.*sums to 1"):
-        chunk_step3p7_media(pixels, 2, 1, num_local_patches=torch.tensor([0, 1]), pixel_values_local=torch.zeros(2, 3, 2, 2))
+        chunk_step3p7_media(
+            pixels, 2, 1, num_local_patches=torch.tensor([0, 1]), pixel_values_local=torch.zeros(2, 3, 2, 2)
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -281,7 +300,11 @@ def test_prepare_without_media_is_a_copy():
 def test_prepare_gemma4_style_padded_images_with_position_ids():
     pixel_values = torch.arange(3, dtype=torch.float32).view(3, 1, 1).expand(3, 9, 4)
     position_ids = torch.arange(3).view(3, 1, 1).expand(3, 9, 2)
-    batch = {"input_ids": torch.zeros(3, 5, dtype=torch.long), "pixel_values": pixel_values, "image_position_ids": position_ids}
+    batch = {
+        "input_ids": torch.zeros(3, 5, dtype=torch.long),
+        "pixel_values": pixel_values,
+        "image_position_ids": position_ids,
+    }
     chunks = prepare_vlm_media_for_pp(batch, 3, 2)[VLM_PP_MEDIA_KEY]
     assert [c["pixel_values"][:, 0, 0].tolist() for c in chunks] == [[0.0, 1.0], [2.0]]
     assert [c["image_position_ids"][:, 0, 0].tolist() for c in chunks] == [[0, 1], [2]]
@@ -375,12 +398,18 @@ def test_phi4_image_stream_chunks_per_image_rows():
     """Phi-4-multimodal names its image tensors differently: image_pixel_values [n_images, crops, C, H, W],
     image_sizes [n_images, 2], image_attention_mask [n_images, crops, h, w], one row per image."""
     pixels = torch.arange(3 * 2 * 3 * 4 * 4, dtype=torch.float32).reshape(3, 2, 3, 4, 4)
-    batch = {"input_ids": torch.ones(3, 5, dtype=torch.long), "image_pixel_values": pixels,
-             "image_sizes": torch.tensor([[448, 448], [448, 896], [448, 448]]),
-             "image_attention_mask": torch.ones(3, 2, 2, 2), "n_images_per_sample": torch.tensor([1, 0, 2])}
+    batch = {
+        "input_ids": torch.ones(3, 5, dtype=torch.long),
+        "image_pixel_values": pixels,
+        "image_sizes": torch.tensor([[448, 448], [448, 896], [448, 448]]),
+        "image_attention_mask": torch.ones(3, 2, 2, 2),
+        "n_images_per_sample": torch.tensor([1, 0, 2]),
+    }
     out = prepare_vlm_media_for_pp(batch, 3, 2)
     assert not {"image_pixel_values", "image_sizes", "image_attention_mask", "n_images_per_sample"} & set(out)
     first, second = out[VLM_PP_MEDIA_KEY]
-    assert torch.equal(first["image_pixel_values"], pixels[:1]) and torch.equal(second["image_pixel_values"], pixels[1:])
+    assert torch.equal(first["image_pixel_values"], pixels[:1]) and torch.equal(
+        second["image_pixel_values"], pixels[1:]
+    )
     assert first["image_sizes"].tolist() == [[448, 448]] and second["image_attention_mask"].shape == (2, 2, 2, 2)
     assert first["n_images_per_sample"].tolist() == [1, 0] and second["n_images_per_sample"].tolist() == [2]

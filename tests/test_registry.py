@@ -101,22 +101,27 @@ def test_unknown_tokens_per_image_kind():
     assert "pp.tokens_per_image.kind" in message and "'valid_patches'" in message
 
 
-@pytest.mark.parametrize("mutate, needle", [
-    (lambda d: d["pp"]["tokens_per_image"].update(pool2=3), "'pp.tokens_per_image.pool2'"),
-    (lambda d: d["pp"]["tokens_per_image"].pop("pool"), "missing required key(s) ['pool']"),
-    (lambda d: d["pp"].update(stagedfixtures=[]), "did you mean 'staged_fixtures'"),
-    (lambda d: d["pp"]["staged_fixtures"].update({"2": ["single_turn_image"]}), "pp.staged_fixtures.2: 1 entries"),
-    (lambda d: d["pp"]["distributed_fixtures"].append("single_turn_imag"), "did you mean 'single_turn_image'"),
-    (lambda d: d["pp"]["layers_per_stage"].update({"3": [1, True, 1]}), "expected int, got bool"),
-    (lambda d: d["text_injection"]["gemma4_prefix_collate_fn"].update(before="x"), "valid: after, insert"),
-    (lambda d: d["text_injection"].update(gemma4_prefix={"after": "a", "insert": "b"}), "collate of this record"),
-    (lambda d: d["expected_failures"][0].update(impl="nemo_automodl"), "did you mean 'nemo_automodel'"),
-    (lambda d: d.update(also_collate_checks=["label"]), "did you mean 'labels'"),
-    (lambda d: d["checks"].append("pp_gold"), "did you mean 'pp_golden'"),
-    (lambda d: d.update(template_behaviour=[{"fixture": "single_turn_text", "descripton": "x"}]),
-     "did you mean 'description'"),
-    (lambda d: d.pop("collate"), "missing required key(s) ['collate']"),
-])
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda d: d["pp"]["tokens_per_image"].update(pool2=3), "'pp.tokens_per_image.pool2'"),
+        (lambda d: d["pp"]["tokens_per_image"].pop("pool"), "missing required key(s) ['pool']"),
+        (lambda d: d["pp"].update(stagedfixtures=[]), "did you mean 'staged_fixtures'"),
+        (lambda d: d["pp"]["staged_fixtures"].update({"2": ["single_turn_image"]}), "pp.staged_fixtures.2: 1 entries"),
+        (lambda d: d["pp"]["distributed_fixtures"].append("single_turn_imag"), "did you mean 'single_turn_image'"),
+        (lambda d: d["pp"]["layers_per_stage"].update({"3": [1, True, 1]}), "expected int, got bool"),
+        (lambda d: d["text_injection"]["gemma4_prefix_collate_fn"].update(before="x"), "valid: after, insert"),
+        (lambda d: d["text_injection"].update(gemma4_prefix={"after": "a", "insert": "b"}), "collate of this record"),
+        (lambda d: d["expected_failures"][0].update(impl="nemo_automodl"), "did you mean 'nemo_automodel'"),
+        (lambda d: d.update(also_collate_checks=["label"]), "did you mean 'labels'"),
+        (lambda d: d["checks"].append("pp_gold"), "did you mean 'pp_golden'"),
+        (
+            lambda d: d.update(template_behaviour=[{"fixture": "single_turn_text", "descripton": "x"}]),
+            "did you mean 'description'",
+        ),
+        (lambda d: d.pop("collate"), "missing required key(s) ['collate']"),
+    ],
+)
 def test_every_level_is_strict(mutate, needle):
     data = copy.deepcopy(_record())
     mutate(data)
@@ -131,14 +136,17 @@ def test_impl_entry_without_link_is_a_load_error(impls_dir):
         registry.load_impl_findings()
 
 
-@pytest.mark.parametrize("entry, needle", [
-    (_entry(check="robustnes"), "did you mean 'robustness'"),
-    (_entry(models=["Qwen/Qwen2.5-VL-3B"]), "unknown model"),
-    (_entry(fixtures=["leading_whitespace"]), "did you mean 'leading_whitespace_answer'"),
-    (_entry(check="api", models=[QWEN]), "implementation-level"),
-    (_entry(models=[IMPL_ROW]), "has no per-family check"),
-    (_entry(reasons="x"), "unknown key 'expected_failures[0].reasons'"),
-])
+@pytest.mark.parametrize(
+    "entry, needle",
+    [
+        (_entry(check="robustnes"), "did you mean 'robustness'"),
+        (_entry(models=["Qwen/Qwen2.5-VL-3B"]), "unknown model"),
+        (_entry(fixtures=["leading_whitespace"]), "did you mean 'leading_whitespace_answer'"),
+        (_entry(check="api", models=[QWEN]), "implementation-level"),
+        (_entry(models=[IMPL_ROW]), "has no per-family check"),
+        (_entry(reasons="x"), "unknown key 'expected_failures[0].reasons'"),
+    ],
+)
 def test_impl_entries_are_strict(impls_dir, entry, needle):
     _write_impl(impls_dir, "probe", [entry])
     with pytest.raises(ValueError) as info:

@@ -12,8 +12,10 @@ from conformance.checks import CheckFailure
 from conformance.impl import NotImplementedInImpl
 
 QWEN = "Qwen/Qwen2.5-VL-3B-Instruct"
-ENV = ("environment: the implementation needs the package `qwen-omni-utils` (module `qwen_omni_utils`): "
-       "pip install qwen-omni-utils")
+ENV = (
+    "environment: the implementation needs the package `qwen-omni-utils` (module `qwen_omni_utils`): "
+    "pip install qwen-omni-utils"
+)
 META = {"implementation": "probe", "transformers": "5.23.0", "hub": "offline", "trust_remote_code": False, "notes": []}
 
 
@@ -24,18 +26,30 @@ def _r(case, outcome, reason="", link="", evidence=""):
 def _report() -> dict:
     outcomes = {
         QWEN: {
-            "labels": [_r("a", "passed"),
-                       _r("b", "failed", evidence="[qwen | labels] supervised tokens differ\n  positions 3-4: 'hi'"),
-                       _r("c", "failed", evidence="KeyError: 'audio'\n  at pkg/collate.py:12"), _r("d", "passed")],
-            "golden": [_r("a", "xfailed", "pixels are fp32", "docs/findings.md#fp32",
-                          "AssertionError: assert [+ received] == [- snapshot]\n  -   \"pixel_values\": \"bf16\"\n"
-                          "  +   \"pixel_values\": \"fp32\""), _r("b", "passed")],
+            "labels": [
+                _r("a", "passed"),
+                _r("b", "failed", evidence="[qwen | labels] supervised tokens differ\n  positions 3-4: 'hi'"),
+                _r("c", "failed", evidence="KeyError: 'audio'\n  at pkg/collate.py:12"),
+                _r("d", "passed"),
+            ],
+            "golden": [
+                _r(
+                    "a",
+                    "xfailed",
+                    "pixels are fp32",
+                    "docs/findings.md#fp32",
+                    'AssertionError: assert [+ received] == [- snapshot]\n  -   "pixel_values": "bf16"\n'
+                    '  +   "pixel_values": "fp32"',
+                ),
+                _r("b", "passed"),
+            ],
             "pp_golden": [_r(None, "xpassed", "old bug", "docs/findings.md#old", "XPASS(strict): the case passed")],
             "vision_tokens": [_r(None, "passed")],
             "template_behaviour": [_r(None, "skipped", "no documented template behaviour")],
         },
-        "Qwen/Qwen3-Omni-30B-A3B-Instruct": {"labels": [_r(c, "env", ENV, evidence="ImportError: qwen_omni_utils is required")
-                                                        for c in "abc"]},
+        "Qwen/Qwen3-Omni-30B-A3B-Instruct": {
+            "labels": [_r(c, "env", ENV, evidence="ImportError: qwen_omni_utils is required") for c in "abc"]
+        },
         "(implementation)": {"api": [_r("collate_fns", "passed"), _r("pp_media", "failed", evidence="3 deviation(s)")]},
     }
     return report_mod.build(META, outcomes, {QWEN: "DERIVED"})
@@ -44,16 +58,23 @@ def _report() -> dict:
 # --------------------------------------------------------------------------------------------------
 # cells
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("counts, status, text", [
-    ({"passed": 23, "failed": 2}, "FAIL", "FAIL 2/25"),
-    ({"passed": 24, "xpassed": 1}, "FAIL", "FAIL 1/25"),
-    ({"error": 1}, "FAIL", "FAIL 1/1"),
-    ({"env": 25}, "env", "env 25/25"),
-    ({"env": 2, "passed": 3, "xfailed": 1}, "env", "env 2/6 +xfail 1"),  # the verdicts beside an env problem stay visible
-    ({"xfailed": 3, "passed": 22}, "xfail", "xfail 3/25"),
-    ({"passed": 24, "skipped": 1}, "pass", "pass 24/25"),
-    ({"skipped": 2}, "skip", "skip"),
-])
+@pytest.mark.parametrize(
+    "counts, status, text",
+    [
+        ({"passed": 23, "failed": 2}, "FAIL", "FAIL 2/25"),
+        ({"passed": 24, "xpassed": 1}, "FAIL", "FAIL 1/25"),
+        ({"error": 1}, "FAIL", "FAIL 1/1"),
+        ({"env": 25}, "env", "env 25/25"),
+        (
+            {"env": 2, "passed": 3, "xfailed": 1},
+            "env",
+            "env 2/6 +xfail 1",
+        ),  # the verdicts beside an env problem stay visible
+        ({"xfailed": 3, "passed": 22}, "xfail", "xfail 3/25"),
+        ({"passed": 24, "skipped": 1}, "pass", "pass 24/25"),
+        ({"skipped": 2}, "skip", "skip"),
+    ],
+)
 def test_cell_status_and_fraction(counts, status, text):
     assert report_mod.cell_status(counts) == status
     assert report_mod.cell_fraction({"status": status, "counts": counts}) == text
@@ -63,7 +84,9 @@ def test_build_counts_orders_rows_and_collects_environment():
     report = _report()
     assert list(report["models"])[0] == "(implementation)"
     labels = report["models"][QWEN]["checks"]["labels"]
-    assert labels["status"] == "FAIL" and labels["text"] == "FAIL 2/4" and labels["counts"] == {"passed": 2, "failed": 2}
+    assert (
+        labels["status"] == "FAIL" and labels["text"] == "FAIL 2/4" and labels["counts"] == {"passed": 2, "failed": 2}
+    )
     assert report["models"][QWEN]["checks"]["pp_golden"]["text"] == "FAIL 1/1"
     omni = report["models"]["Qwen/Qwen3-Omni-30B-A3B-Instruct"]
     assert omni["environment"] == [ENV] and omni["checks"]["labels"]["text"] == "env 3/3"

@@ -32,8 +32,9 @@ print("EXIT", first, second)
 def test_second_session_judges_its_own_implementation(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["HF_HUB_OFFLINE"] = "1"
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     exits = [line for line in out.stdout.splitlines() if line.startswith("EXIT")]
     assert exits, out.stdout[-3000:] + out.stderr[-3000:]
     # vlmspec passes; the mutant (labels not shifted) fails `labels` in the same process (it passed when

@@ -53,8 +53,10 @@ def test_dropping_the_stop_token_fails_oracle_and_golden(spec, monkeypatch):
 
 def test_unshifted_labels_fail(spec, monkeypatch):
     def no_shift(batch, labels):
-        out = {k: (v[:, :-1] if isinstance(v, torch.Tensor) and v.shape == batch["input_ids"].shape else v)
-               for k, v in batch.items()}
+        out = {
+            k: (v[:, :-1] if isinstance(v, torch.Tensor) and v.shape == batch["input_ids"].shape else v)
+            for k, v in batch.items()
+        }
         out["labels"] = labels[:, :-1]
         return out
 

@@ -24,35 +24,59 @@ _TEXT = "{% set t = m.content if m.content is string else m.content[0].text %}"
 
 STYLES = {
     # no end-of-turn token: the answer is followed by a space and the next role's plain-word prefix
-    "llava": ("{% for m in messages %}" + _TEXT + "{{ m.role.upper() }}: {{ t }} {% endfor %}"
-              "{% if add_generation_prompt %}ASSISTANT:{% endif %}", None),
+    "llava": (
+        "{% for m in messages %}" + _TEXT + "{{ m.role.upper() }}: {{ t }} {% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}",
+        None,
+    ),
     # no end-of-turn token: a newline, then the next role
-    "newline": ("{% for m in messages %}" + _TEXT + "{{ m.role|capitalize }}: {{ t }}\n{% endfor %}"
-                "{% if add_generation_prompt %}Assistant:{% endif %}", None),
+    "newline": (
+        "{% for m in messages %}" + _TEXT + "{{ m.role|capitalize }}: {{ t }}\n{% endfor %}"
+        "{% if add_generation_prompt %}Assistant:{% endif %}",
+        None,
+    ),
     # no end-of-turn token and nothing at all after the final answer
-    "bare": ("{% for m in messages %}" + _TEXT + "{% if not loop.first %} {% endif %}{{ m.role.upper() }}: {{ t }}"
-             "{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}", None),
+    "bare": (
+        "{% for m in messages %}" + _TEXT + "{% if not loop.first %} {% endif %}{{ m.role.upper() }}: {{ t }}"
+        "{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}",
+        None,
+    ),
     # Llama 2 style: a space between the marker and the answer and between the answer and </s>-like stop
-    "spaced-stop": ("{% for m in messages %}" + _TEXT + "{% if m.role == 'user' %}[INST] {{ t }} [/INST]"
-                    "{% elif m.role == 'assistant' %} {{ t }} {{ stop }}{% endif %}{% endfor %}", "stop"),
+    "spaced-stop": (
+        "{% for m in messages %}" + _TEXT + "{% if m.role == 'user' %}[INST] {{ t }} [/INST]"
+        "{% elif m.role == 'assistant' %} {{ t }} {{ stop }}{% endif %}{% endfor %}",
+        "stop",
+    ),
     # a template that drops system turns and renders only string content
-    "drops-system-and-lists": ("{% for m in messages %}{% if m.role != 'system' and m.content is string %}"
-                               "<<{{ m.role }}>>{{ m.content }}{{ stop }}\n{% endif %}{% endfor %}", "stop"),
+    "drops-system-and-lists": (
+        "{% for m in messages %}{% if m.role != 'system' and m.content is string %}"
+        "<<{{ m.role }}>>{{ m.content }}{{ stop }}\n{% endif %}{% endfor %}",
+        "stop",
+    ),
 }
 
 TOKENIZERS = {"sentencepiece": "google/gemma-3-4b-it", "bpe": "Qwen/Qwen2.5-VL-3B-Instruct"}
 STOPS = {"sentencepiece": "<end_of_turn>", "bpe": "<|im_end|>"}
 
 CONVERSATIONS = {
-    "two-turns": [{"role": "user", "content": "How wide is it?"},
-                  {"role": "assistant", "content": "It is 56 pixels wide."},
-                  {"role": "user", "content": "Is it large?"},
-                  {"role": "assistant", "content": "No, it is small."}],
+    "two-turns": [
+        {"role": "user", "content": "How wide is it?"},
+        {"role": "assistant", "content": "It is 56 pixels wide."},
+        {"role": "user", "content": "Is it large?"},
+        {"role": "assistant", "content": "No, it is small."},
+    ],
     "digits-first": [{"role": "user", "content": "Width?"}, {"role": "assistant", "content": "56 pixels wide"}],
-    "cjk": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "颜色?"},
-            {"role": "assistant", "content": "这是一个红色的正方形。"}],
-    "spaces-inside": [{"role": "user", "content": "Spell it"}, {"role": "assistant", "content": "a b  c 1 2 3"},
-                      {"role": "user", "content": "Again"}, {"role": "assistant", "content": "x"}],
+    "cjk": [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "颜色?"},
+        {"role": "assistant", "content": "这是一个红色的正方形。"},
+    ],
+    "spaces-inside": [
+        {"role": "user", "content": "Spell it"},
+        {"role": "assistant", "content": "a b  c 1 2 3"},
+        {"role": "user", "content": "Again"},
+        {"role": "assistant", "content": "x"},
+    ],
 }
 
 
@@ -127,8 +151,10 @@ def test_a_spaced_stop_is_the_end_of_turn_id_and_its_space_is_template_text(kind
 
 def test_a_template_that_renders_string_content_as_nothing_is_named(kind):
     tok = _tokenizer(kind, "llava")
-    tok.chat_template = ("{% for m in messages %}{% if m.content is not string %}{{ m.role }}: {{ m.content[0].text }}"
-                         "{{ '" + STOPS[kind] + "' }}{% endif %}{% endfor %}")
+    tok.chat_template = (
+        "{% for m in messages %}{% if m.content is not string %}{{ m.role }}: {{ m.content[0].text }}"
+        "{{ '" + STOPS[kind] + "' }}{% endif %}{% endfor %}"
+    )
     conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     with pytest.raises(OracleError, match="renders string content as nothing"):
         answer_char_spans(tok, conversation)

@@ -157,8 +157,7 @@ def prepare(suite: str, scope: list[str], selection: list[str], smoke: bool, kee
     if keep:  # --retest-survivors: the stamp stays old, so the next full run starts over
         return ws
     if (ws / "mutants").exists() and (not stamp.exists() or stamp.read_text() != digest):
-        print(f"mutate: {ws.name}: checks, fixtures or vlmspec changed since the cached run; starting over",
-              flush=True)
+        print(f"mutate: {ws.name}: checks, fixtures or vlmspec changed since the cached run; starting over", flush=True)
         shutil.rmtree(ws / "mutants")
     stamp.write_text(digest)
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
@@ -184,8 +183,14 @@ def run_mutmut(ws: Path, jobs: int, names: list[str] | None = None) -> float:
     log = ws / "mutmut.log"
     start = time.monotonic()
     with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *(names or [])], cwd=ws,
-                              env=environment(), stdout=out, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *(names or [])],
+            cwd=ws,
+            env=environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     took = time.monotonic() - start
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
@@ -223,8 +228,11 @@ def diff_of(ws: Path, name: str, path: str) -> str:
 
 def changed_lines(diff: str) -> list[str]:
     """The mutation itself: the ``-``/``+`` lines of a diff, stripped (headers left out)."""
-    return [line[0] + line[1:].strip() for line in diff.splitlines()
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    return [
+        line[0] + line[1:].strip()
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
 
 
 @dataclass
@@ -273,8 +281,9 @@ class FileScore:
         return 100 * self.killed[suite] / n if n else 100.0
 
 
-def score(results: dict[str, dict[str, dict[str, str]]], workspaces: dict[str, Path],
-          equivalents: dict[str, Equivalent]) -> tuple[list[FileScore], list[str]]:
+def score(
+    results: dict[str, dict[str, dict[str, str]]], workspaces: dict[str, Path], equivalents: dict[str, Equivalent]
+) -> tuple[list[FileScore], list[str]]:
     """Join the suites' verdicts per mutant; return per-file scores and stale-equivalence problems."""
     suites = list(results)
     problems = []
@@ -299,8 +308,9 @@ def score(results: dict[str, dict[str, dict[str, str]]], workspaces: dict[str, P
             eq = equivalents.get(name)
             if eq is not None:
                 if eq.changed != changed_lines(diff):
-                    problems.append(f"{name}: stale equivalence entry; the mutant now changes\n"
-                                    + "\n".join(changed_lines(diff)))
+                    problems.append(
+                        f"{name}: stale equivalence entry; the mutant now changes\n" + "\n".join(changed_lines(diff))
+                    )
                 else:
                     fs.equivalent += 1
                     continue
@@ -309,14 +319,20 @@ def score(results: dict[str, dict[str, dict[str, str]]], workspaces: dict[str, P
     return scores, problems
 
 
-def markdown(scores: list[FileScore], suites: list[str], equivalents: dict[str, Equivalent],
-             took: dict[str, float], command: str) -> str:
-    out = [f"# Mutation score ({date.today().isoformat()})", "",
-           f"`{command}`; mutmut {_mutmut_version()}; scope: {len(scores)} file(s); "
-           + ", ".join(f"{s} run {took[s]:.0f} s" for s in took), "",
-           "| file | mutants | equivalent | " + " | ".join(f"killed by {s}" for s in suites)
-           + (" | killed by both suites |" if len(suites) > 1 else " |"),
-           "|---|---|---|" + "---|" * (len(suites) + (len(suites) > 1))]
+def markdown(
+    scores: list[FileScore], suites: list[str], equivalents: dict[str, Equivalent], took: dict[str, float], command: str
+) -> str:
+    out = [
+        f"# Mutation score ({date.today().isoformat()})",
+        "",
+        f"`{command}`; mutmut {_mutmut_version()}; scope: {len(scores)} file(s); "
+        + ", ".join(f"{s} run {took[s]:.0f} s" for s in took),
+        "",
+        "| file | mutants | equivalent | "
+        + " | ".join(f"killed by {s}" for s in suites)
+        + (" | killed by both suites |" if len(suites) > 1 else " |"),
+        "|---|---|---|" + "---|" * (len(suites) + (len(suites) > 1)),
+    ]
     cols = suites + (["both"] if len(suites) > 1 else [])
     for fs in scores + [_total(scores)]:
         n = fs.total - fs.equivalent
@@ -327,8 +343,7 @@ def markdown(scores: list[FileScore], suites: list[str], equivalents: dict[str, 
     if not survivors:
         out.append("None: every mutant is killed or argued equivalent below.")
     for _path, (name, status, diff) in survivors:
-        out += [f"### `{name}` ({status})", "", "```diff", diff, "```", "",
-                "Why it survives: not triaged yet.", ""]
+        out += [f"### `{name}` ({status})", "", "```diff", diff, "```", "", "Why it survives: not triaged yet.", ""]
     out += ["## Equivalent mutants", "", "| mutant | change | why |", "|---|---|---|"]
     for eq in equivalents.values():
         change = "<br>".join(f"`{c}`" for c in eq.changed)
@@ -353,8 +368,11 @@ def _mutmut_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="./dev mutate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true",
-                    help="CI's version: one small file (vlmspec/pp/batch.py), the conformance suite on one model")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI's version: one small file (vlmspec/pp/batch.py), the conformance suite on one model",
+    )
     ap.add_argument("--suite", choices=sorted(SUITES), action="append", help="run only this suite (repeatable)")
     ap.add_argument("--file", action="append", help="score only this file of the scope (repeatable)")
     ap.add_argument("--jobs", type=int, default=2, help="mutants run at a time (default 2)")
@@ -362,10 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-conformance", type=float, default=75.0, help="percent, conformance alone (default 75)")
     ap.add_argument("--min-combined", type=float, default=90.0, help="percent, both suites (default 90)")
     ap.add_argument("--no-run", action="store_true", help="only score the last run's results")
-    ap.add_argument("--retest-survivors", action="store_true",
-                    help="re-run only the last run's survivors (fast, while strengthening checks); their "
-                         "killed verdicts may predate the change, so the report says so and the next full "
-                         "run starts over")
+    ap.add_argument(
+        "--retest-survivors",
+        action="store_true",
+        help="re-run only the last run's survivors (fast, while strengthening checks); their "
+        "killed verdicts may predate the change, so the report says so and the next full "
+        "run starts over",
+    )
     args = ap.parse_args(argv)
 
     suites = SMOKE_SUITES if args.smoke else SUITES
@@ -395,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     equivalents = load_equivalents()
     scores, problems = score(results, workspaces, equivalents)
     names = list(suites)
-    command = "./dev mutate" + (" --smoke" if args.smoke else "") + (" --retest-survivors" if args.retest_survivors else "")
+    command = (
+        "./dev mutate" + (" --smoke" if args.smoke else "") + (" --retest-survivors" if args.retest_survivors else "")
+    )
     failed = False
     for fs in scores + [_total(scores)]:
         print(f"{fs.path}:")

@@ -62,10 +62,17 @@ def collated(spec: FamilySpec, ids: tuple[str, ...]) -> dict[str, torch.Tensor]:
             from vlmspec import collate_fns as reference
 
             name = spec.collate if spec.collate != "auto" else None
-            fn = getattr(reference, name) if name else reference.COLLATE_FNS.get(spec.processor_class, reference.default_collate_fn)
+            fn = (
+                getattr(reference, name)
+                if name
+                else reference.COLLATE_FNS.get(spec.processor_class, reference.default_collate_fn)
+            )
             _BATCHES[key] = fn(examples=examples, processor=processor)
-            _FALLBACKS.setdefault(spec.label, f"the batches were built by vlmspec's reference {name or 'collate'}: "
-                                              f"{impl.active()}'s raised {describe_error(exc)} on {'+'.join(ids)}")
+            _FALLBACKS.setdefault(
+                spec.label,
+                f"the batches were built by vlmspec's reference {name or 'collate'}: "
+                f"{impl.active()}'s raised {describe_error(exc)} on {'+'.join(ids)}",
+            )
     return _BATCHES[key]
 
 
@@ -101,7 +108,9 @@ def wrapped_collate(spec: FamilySpec, ids: tuple[str, ...], n: int) -> dict[str,
     return dict(wrapped(examples))
 
 
-def media_chunks(prepared: Mapping[str, Any], batch: Mapping[str, Any], n: int) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
+def media_chunks(
+    prepared: Mapping[str, Any], batch: Mapping[str, Any], n: int
+) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
     """The ``n`` per-microbatch media dicts of a prepared batch, keyed like ``batch``, and notes on what
     was read how. Raises ``CheckFailure`` when ``VLM_PP_MEDIA_KEY`` holds neither documented-compatible form.
 
@@ -117,11 +126,15 @@ def media_chunks(prepared: Mapping[str, Any], batch: Mapping[str, Any], n: int) 
         chunks = [{k: v[i] for k, v in value.items() if v[i] is not None} for i in range(n)]
     elif value is None:
         left = [k for k in MEDIA_KEYS if prepared.get(k) is not None]
-        raise CheckFailure(f"no media chunks under {key!r}" + (f"; the media {left} are left in the batch, where torch PP "
-                                                                "would cut them by row" if left else ""))
+        raise CheckFailure(
+            f"no media chunks under {key!r}"
+            + (f"; the media {left} are left in the batch, where torch PP would cut them by row" if left else "")
+        )
     else:
         got = type(value).__name__ + (f" of length {len(value)}" if isinstance(value, (list, tuple, Mapping)) else "")
-        raise CheckFailure(f"expected {n} media chunks under {key!r} (a list of {n} dicts or a dict of {n}-long lists), got {got}")
+        raise CheckFailure(
+            f"expected {n} media chunks under {key!r} (a list of {n} dicts or a dict of {n}-long lists), got {got}"
+        )
     notes = []
     batch_grids = [g for g in _GRID_ALIASES if batch.get(g) is not None]
     for chunk in chunks:
@@ -159,7 +172,9 @@ class PipelineHandle:
 
 
 @contextlib.contextmanager
-def staged_media(pp: PipelineHandle, model_parts: list[nn.Module], prepared: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def staged_media(
+    pp: PipelineHandle, model_parts: list[nn.Module], prepared: Mapping[str, Any]
+) -> Iterator[dict[str, Any]]:
     """Attach the prepared media with ``stage_vlm_media_for_pp`` for the duration of the block and yield
     the tensors to step with (the batch without ``VLM_PP_MEDIA_KEY``), whichever form the page allows the
     implementation to return."""
@@ -175,7 +190,9 @@ def staged_media(pp: PipelineHandle, model_parts: list[nn.Module], prepared: Map
     elif result is None:
         yield {k: v for k, v in batch.items() if k != media_key}
     else:
-        raise CheckFailure(f"stage_vlm_media_for_pp returned {type(result).__name__}: neither a batch nor a context manager")
+        raise CheckFailure(
+            f"stage_vlm_media_for_pp returned {type(result).__name__}: neither a batch nor a context manager"
+        )
 
 
 def stage_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -190,8 +207,11 @@ def stage_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], model: nn.Mod
     out = {k: v for k, v in batch.items() if k != "labels"}
     if uses_mrope(spec):
         rope_index = model.model.get_rope_index
-        kwargs = {"image_grid_thw": batch.get("image_grid_thw"), "video_grid_thw": batch.get("video_grid_thw"),
-                  "attention_mask": batch.get("attention_mask")}
+        kwargs = {
+            "image_grid_thw": batch.get("image_grid_thw"),
+            "video_grid_thw": batch.get("video_grid_thw"),
+            "attention_mask": batch.get("attention_mask"),
+        }
         if "mm_token_type_ids" in inspect.signature(rope_index).parameters:  # Qwen-VL; Qwen3-Omni has none
             kwargs["mm_token_type_ids"] = batch["mm_token_type_ids"]
         positions, _ = rope_index(batch["input_ids"], **kwargs)
@@ -236,13 +256,16 @@ def microbatch_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], n: int) 
     for part in torch.tensor_split(torch.arange(size), n):
         s0, s1 = int(part[0]), int(part[-1]) + 1
         i0, i1 = image_at[s0], image_at[s1]
-        mb = {k: v[s0:s1] for k, v in batch.items()
-              if k not in per_image + (pixel_key, "n_images_per_sample", "pixel_values_local")}
+        mb = {
+            k: v[s0:s1]
+            for k, v in batch.items()
+            if k not in per_image + (pixel_key, "n_images_per_sample", "pixel_values_local")
+        }
         if i1 > i0:
-            mb[pixel_key] = batch[pixel_key][row_at[i0]:row_at[i1]]
+            mb[pixel_key] = batch[pixel_key][row_at[i0] : row_at[i1]]
             mb.update({k: batch[k][i0:i1] for k in per_image if k in batch})
             if local_at[i1] > local_at[i0]:
-                mb["pixel_values_local"] = batch["pixel_values_local"][local_at[i0]:local_at[i1]]
+                mb["pixel_values_local"] = batch["pixel_values_local"][local_at[i0] : local_at[i1]]
         out.append(mb)
     return out
 

@@ -35,8 +35,12 @@ WRAP_CASE = (3, 2)
 
 def check_chunking(spec: FamilySpec) -> None:
     """Every (B, n) of ``GRID``; one failure lists every broken microbatch."""
-    problems = [p for fixtures in (None, IMAGE_FIXTURES) for batch_size, n in GRID
-                for p in chunking_problems(spec, batch_size, n, fixtures)]
+    problems = [
+        p
+        for fixtures in (None, IMAGE_FIXTURES)
+        for batch_size, n in GRID
+        for p in chunking_problems(spec, batch_size, n, fixtures)
+    ]
     problems += wrap_problems(spec, *WRAP_CASE)
     raise_all(fallback_note(spec) + problems if problems else [], "PP media chunking failure(s)")
 
@@ -68,8 +72,11 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
     left = [k for k in present if out.get(k) is not None]
     if left:
         problems.append(f"{at()} raw media {left} still in the PP batch; torch PP would cut them by row")
-    problems += [f"{at()} text tensor {key} changed" for key in batch
-                 if key not in present and (key not in out or not torch.equal(out[key], batch[key]))]
+    problems += [
+        f"{at()} text tensor {key} changed"
+        for key in batch
+        if key not in present and (key not in out or not torch.equal(out[key], batch[key]))
+    ]
     for key in present:
         parts = [c.get(key) for c in chunks]
         if key in COUNT_KEYS and all(p is None for p in parts):
@@ -79,8 +86,10 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
             continue
         joined = torch.cat(parts)
         if joined.dtype != batch[key].dtype or not torch.equal(joined, batch[key]):
-            problems.append(f"{at()} concatenating the {key} chunks {[shape(p) for p in parts]} does not "
-                            f"reproduce the batch's {key} ({shape(batch[key])})")
+            problems.append(
+                f"{at()} concatenating the {key} chunks {[shape(p) for p in parts]} does not "
+                f"reproduce the batch's {key} ({shape(batch[key])})"
+            )
     counts = torch.tensor_split(batch["n_images_per_sample"], n) if "n_images_per_sample" in batch else None
     rule = pp_record(spec)["tokens_per_image"]
     documented = _documented_chunks(batch, batch_size, n)
@@ -94,19 +103,25 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
         if got != sum(per_image):
             key = "pixel_values" if "pixel_values" in chunk else "image_pixel_values"
             pixels = shape(chunk[key]) if key in chunk else "no pixel_values"
-            problems.append(f"{at(k)} text microbatch {k} has {got} {pp_record(spec)['image_token']} tokens but its "
-                            f"media chunk ({pixels}, {len(per_image)} images) yields {sum(per_image)} = "
-                            f"{'+'.join(map(str, per_image)) or '0'} ({rule})")
+            problems.append(
+                f"{at(k)} text microbatch {k} has {got} {pp_record(spec)['image_token']} tokens but its "
+                f"media chunk ({pixels}, {len(per_image)} images) yields {sum(per_image)} = "
+                f"{'+'.join(map(str, per_image)) or '0'} ({rule})"
+            )
         if counts is not None and int(counts[k].sum()) != len(per_image):
-            problems.append(f"{at(k)} the samples of text microbatch {k} own {int(counts[k].sum())} images "
-                            f"(n_images_per_sample {counts[k].tolist()}) but media chunk {k} holds {len(per_image)}")
+            problems.append(
+                f"{at(k)} the samples of text microbatch {k} own {int(counts[k].sum())} images "
+                f"(n_images_per_sample {counts[k].tolist()}) but media chunk {k} holds {len(per_image)}"
+            )
         if documented is not None:
             pixels, grid, grid_key = documented[0][k], documented[1][k], documented[2]
             if "pixel_values" not in chunk or grid_key not in chunk:
                 continue  # reported above as missing
             if not torch.equal(pixels, chunk["pixel_values"]) or not torch.equal(grid, chunk[grid_key]):
-                problems.append(f"{at(k)} chunk_vlm_media and prepare_vlm_media_for_pp disagree on chunk {k}: "
-                                f"{shape(pixels)} / {grid.tolist()} vs {shape(chunk['pixel_values'])} / {chunk[grid_key].tolist()}")
+                problems.append(
+                    f"{at(k)} chunk_vlm_media and prepare_vlm_media_for_pp disagree on chunk {k}: "
+                    f"{shape(pixels)} / {grid.tolist()} vs {shape(chunk['pixel_values'])} / {chunk[grid_key].tolist()}"
+                )
     return problems
 
 
@@ -116,9 +131,13 @@ def _documented_chunks(batch: dict[str, torch.Tensor], batch_size: int, n: int):
     key = next((k for k in _GRID_KEYS if batch.get(k) is not None), None)
     if batch.get("pixel_values") is None or key is None:
         return None
-    pixels, grids = pp_api("chunk_vlm_media")(pixel_values=batch["pixel_values"], image_grid=batch[key],
-                                              batch_size=batch_size, n_microbatches=n,
-                                              n_images_per_sample=batch.get("n_images_per_sample"))
+    pixels, grids = pp_api("chunk_vlm_media")(
+        pixel_values=batch["pixel_values"],
+        image_grid=batch[key],
+        batch_size=batch_size,
+        n_microbatches=n,
+        n_images_per_sample=batch.get("n_images_per_sample"),
+    )
     return list(pixels), list(grids), key
 
 

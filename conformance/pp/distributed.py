@@ -52,9 +52,14 @@ class PipelineGroup:
             port = s.getsockname()[1]
         self._results = ctx.Queue()
         self._jobs = [ctx.Queue() for _ in range(self.world_size)]
-        self._procs = [ctx.Process(target=rank_main, args=(r, self.world_size, port, self._jobs[r], self._results,
-                                                           impl.active(), self.timeout_s), daemon=True)
-                       for r in range(self.world_size)]
+        self._procs = [
+            ctx.Process(
+                target=rank_main,
+                args=(r, self.world_size, port, self._jobs[r], self._results, impl.active(), self.timeout_s),
+                daemon=True,
+            )
+            for r in range(self.world_size)
+        ]
         for p in self._procs:
             p.start()
 
@@ -136,10 +141,17 @@ def _distributed_problems(spec: FamilySpec, group: PipelineGroup) -> list[str]:
     where = f"{header(spec, '+'.join(ids), 'pp_distributed')} B={batch_size} n={n} K=2"
     labels = batch["labels"]
     n_targets = int((labels != IGNORE).sum())
-    job = {"model_id": spec.model_id, "model_class": spec.model_class, "state_dict": tiny_model(spec).state_dict(),
-           "inputs": stage_inputs(spec, batch, tiny_model(spec)), "labels": labels, "n_targets": n_targets,
-           "batch_size": batch_size, "layers_per_stage": layers_per_stage(spec, 2),
-           "schedules": [(name, n) for name in DIST_SCHEDULES]}
+    job = {
+        "model_id": spec.model_id,
+        "model_class": spec.model_class,
+        "state_dict": tiny_model(spec).state_dict(),
+        "inputs": stage_inputs(spec, batch, tiny_model(spec)),
+        "labels": labels,
+        "n_targets": n_targets,
+        "batch_size": batch_size,
+        "layers_per_stage": layers_per_stage(spec, 2),
+        "schedules": [(name, n) for name in DIST_SCHEDULES],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "job.pt")
         torch.save(job, path)
@@ -170,11 +182,15 @@ def _gradient_problems(label: str, model: nn.Module, stage_grads: list[dict[str,
         for name, grad in grads.items():
             key = id(by_name[name])
             summed[key] = summed[key] + grad if key in summed else grad
-    problems = [f"{label} {names[key]} has a gradient only in {'the reference' if key in reference else 'the pipeline'}"
-                for key in sorted(set(reference) ^ set(summed), key=lambda k: names[k])]
+    problems = [
+        f"{label} {names[key]} has a gradient only in {'the reference' if key in reference else 'the pipeline'}"
+        for key in sorted(set(reference) ^ set(summed), key=lambda k: names[k])
+    ]
     for key in sorted(set(reference) & set(summed), key=lambda k: names[k]):
         got, want = summed[key], reference[key]
         if not torch.allclose(got, want, rtol=DIST_RTOL, atol=DIST_ATOL):
-            problems.append(f"{label} gradient of {names[key]}: max |Δ| = {float((got - want).abs().max()):.3e} "
-                            f"(|grad| max {float(want.abs().max()):.3e}; rtol {DIST_RTOL:g}, atol {DIST_ATOL:g})")
+            problems.append(
+                f"{label} gradient of {names[key]}: max |Δ| = {float((got - want).abs().max()):.3e} "
+                f"(|grad| max {float(want.abs().max()):.3e}; rtol {DIST_RTOL:g}, atol {DIST_ATOL:g})"
+            )
     return problems

@@ -15,7 +15,14 @@ from .batches import collated, describe_error, media_chunks, prepare, present_me
 from .spec import COUNT_KEYS, GRID, STAGE_COUNTS, fixture_ids, shape, tokens_per_image
 from .staged import stages_for
 
-_SMALL = ("image_grid_thw", "image_sizes", "n_images_per_sample", "video_grid_thw", "n_videos_per_sample", "num_local_patches")
+_SMALL = (
+    "image_grid_thw",
+    "image_sizes",
+    "n_images_per_sample",
+    "video_grid_thw",
+    "n_videos_per_sample",
+    "num_local_patches",
+)
 """Chunk entries small enough to print their values."""
 
 
@@ -41,13 +48,16 @@ def golden_record(spec: FamilySpec) -> dict[str, Any]:
             continue
         record["media_chunks"][f"B={batch_size} n={n}"] = [
             f"k={k} samples {rows[k].tolist()}: " + _chunk_summary(spec, _with_counts(chunk, sub, n, k))
-            for k, chunk in enumerate(chunks)]
+            for k, chunk in enumerate(chunks)
+        ]
     for n_stages in STAGE_COUNTS:
         record["stages"][f"K={n_stages}"] = [_stage_summary(stage) for stage in stages_for(spec, n_stages)]
     return record
 
 
-def _with_counts(chunk: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], n: int, k: int) -> dict[str, torch.Tensor]:
+def _with_counts(
+    chunk: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], n: int, k: int
+) -> dict[str, torch.Tensor]:
     """The chunk, with the per-sample counts of microbatch ``k`` where the implementation carries none:
     counts are bookkeeping the pages do not require in a chunk, so their absence is no golden difference."""
     if not chunk:
@@ -59,11 +69,15 @@ def _with_counts(chunk: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
 def _chunk_summary(spec: FamilySpec, chunk: dict[str, torch.Tensor]) -> str:
     if not chunk:
         return "no media"
-    parts = [f"{key} {shape(chunk[key])}" + (f" {chunk[key].tolist()}" if key in _SMALL else "") for key in sorted(chunk)]
+    parts = [
+        f"{key} {shape(chunk[key])}" + (f" {chunk[key].tolist()}" if key in _SMALL else "") for key in sorted(chunk)
+    ]
     try:
         tokens = tokens_per_image(spec, chunk)
     except KeyError as exc:
-        raise CheckFailure(f"{spec.model_id}: a media chunk lacks {exc}, which the record's tokens_per_image rule reads") from None
+        raise CheckFailure(
+            f"{spec.model_id}: a media chunk lacks {exc}, which the record's tokens_per_image rule reads"
+        ) from None
     parts.append(f"image tokens {sum(tokens)}")
     return "; ".join(parts)
 
@@ -81,5 +95,4 @@ def _stage_summary(stage: nn.Module) -> dict[str, Any]:
         modules.add(".".join(parts[:depth]))
     ordered = sorted(layers)
     span = "none" if not ordered else str(ordered[0]) if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
-    return {"layers": span, "modules": sorted(modules),
-            "parameters": sum(p.numel() for p in stage.parameters())}
+    return {"layers": span, "modules": sorted(modules), "parameters": sum(p.numel() for p in stage.parameters())}

@@ -70,8 +70,9 @@ def _vlm_case(layout: str, batch_size: int) -> tuple[dict, dict[str, list[torch.
         counts = [IMAGES_PER_SAMPLE[s] for s in range(batch_size)]
         for s in range(batch_size):
             sizes = [(2, 2), (2, 4)][: counts[s]]
-            pixels.append(torch.cat([_rows(s, i, h * w, 6) for i, (h, w) in enumerate(sizes)]) if sizes
-                          else torch.zeros(0, 6))
+            pixels.append(
+                torch.cat([_rows(s, i, h * w, 6) for i, (h, w) in enumerate(sizes)]) if sizes else torch.zeros(0, 6)
+            )
             grids.append(torch.tensor([[1, h, w] for h, w in sizes], dtype=torch.long).reshape(-1, 3))
         kwargs = {"n_images_per_sample": torch.tensor(counts)}
     else:  # vlm_flat_patches_one_per_sample: the legacy layout, no counts
@@ -86,8 +87,9 @@ def _vlm_case(layout: str, batch_size: int) -> tuple[dict, dict[str, list[torch.
 
 def _step3_case(layout: str, batch_size: int) -> tuple[dict, dict[str, list[torch.Tensor]]]:
     """(keyword arguments, per-sample pieces per returned key)."""
-    pieces: dict[str, list[torch.Tensor]] = {"pixel_values": [_rows(s, 0, 12, 4).reshape(1, 3, 4, 4)
-                                                              for s in range(batch_size)]}
+    pieces: dict[str, list[torch.Tensor]] = {
+        "pixel_values": [_rows(s, 0, 12, 4).reshape(1, 3, 4, 4) for s in range(batch_size)]
+    }
     kwargs = {}
     if layout == "step3_full_images_and_patches":
         counts = [PATCHES_PER_SAMPLE[s] for s in range(batch_size)]
@@ -127,14 +129,18 @@ def problems(layout: Layout) -> list[str]:
             continue
         # the page names the return type only: the given keys must be there, others are not judged
         if not isinstance(result, dict) or not set(pieces) <= set(result):
-            out.append(f"{at} returned keys {sorted(result) if isinstance(result, dict) else type(result).__name__}, "
-                       f"expected at least {sorted(pieces)}")
+            out.append(
+                f"{at} returned keys {sorted(result) if isinstance(result, dict) else type(result).__name__}, "
+                f"expected at least {sorted(pieces)}"
+            )
             continue
         expected = {k: (result[k], v) for k, v in pieces.items()}
         for key, (got_chunks, per_sample) in expected.items():
             if not isinstance(got_chunks, (list, tuple)) or len(got_chunks) != n:
-                out.append(f"{at} {key}: {len(got_chunks) if isinstance(got_chunks, (list, tuple)) else type(got_chunks).__name__} "
-                           f"chunks, expected {n}")
+                out.append(
+                    f"{at} {key}: {len(got_chunks) if isinstance(got_chunks, (list, tuple)) else type(got_chunks).__name__} "
+                    f"chunks, expected {n}"
+                )
                 continue
             for k, samples in enumerate(mbs):
                 want = torch.cat([per_sample[s] for s in samples])

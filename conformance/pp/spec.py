@@ -51,9 +51,22 @@ IMAGE_FIXTURES = ("single_turn_image", "wide_image", "two_images_one_turn", "ima
 """A second chunking batch in which every sample owns media: with text-only samples in the batch, a
 ``torch.chunk``-style split can land on the same images as ``torch.tensor_split`` by luck (B=4, n=3 over
 DEFAULT_FIXTURES differs only in a sample without images)."""
-MEDIA_KEYS = ("pixel_values", "image_pixel_values", "image_attention_mask", "image_grid_thw", "image_grid_hws",
-              "image_grid_hw", "image_sizes", "image_position_ids", "n_images_per_sample", "pixel_values_videos",
-              "video_grid_thw", "n_videos_per_sample", "pixel_values_local", "num_local_patches")
+MEDIA_KEYS = (
+    "pixel_values",
+    "image_pixel_values",
+    "image_attention_mask",
+    "image_grid_thw",
+    "image_grid_hws",
+    "image_grid_hw",
+    "image_sizes",
+    "image_position_ids",
+    "n_images_per_sample",
+    "pixel_values_videos",
+    "video_grid_thw",
+    "n_videos_per_sample",
+    "pixel_values_local",
+    "num_local_patches",
+)
 """Batch keys that carry media (the collates' output); PP must route them per microbatch, not by row."""
 COUNT_KEYS = ("n_images_per_sample", "n_videos_per_sample")
 """Per-sample bookkeeping: a media chunk may carry its samples' counts, but stage 0 needs no more than the media."""
@@ -72,7 +85,9 @@ def pp_api(name: str) -> Any:
 def pp_record(spec: FamilySpec) -> dict[str, Any]:
     record = spec.extra.get("pp") or {}
     if "image_token" not in record or "tokens_per_image" not in record:
-        raise CheckFailure(f"{spec.model_id}: the family record has no \"pp\" entry with image_token and tokens_per_image")
+        raise CheckFailure(
+            f'{spec.model_id}: the family record has no "pp" entry with image_token and tokens_per_image'
+        )
     return record
 
 
@@ -127,8 +142,10 @@ def tokens_per_image(spec: FamilySpec, media: dict[str, torch.Tensor]) -> list[i
         unit = int(rule["pixels"])
         return [(h // unit) * (w // unit) for h, w in media["image_sizes"].tolist()]
     if kind == "phi4_hd":
-        return [_phi4_tokens(size, mask, int(rule["crop"]), int(rule["global"]))
-                for size, mask in zip(media["image_sizes"].tolist(), media["image_attention_mask"])]
+        return [
+            _phi4_tokens(size, mask, int(rule["crop"]), int(rule["global"]))
+            for size, mask in zip(media["image_sizes"].tolist(), media["image_attention_mask"])
+        ]
     if kind == "local_crops":
         return [int(rule["global"]) + int(rule["per_crop"]) * c for c in media["num_local_patches"].tolist()]
     raise CheckFailure(f"{spec.model_id}: unknown pp.tokens_per_image kind {kind!r}")
@@ -153,9 +170,21 @@ def shape(t: torch.Tensor) -> str:
     return "x".join(map(str, t.shape)) + " " + str(t.dtype).removeprefix("torch.")
 
 
-def where(spec: FamilySpec, check: str, ids: Sequence[str], batch_size: int, n: int, k: int | None = None,
-          stages: int | None = None) -> str:
-    bits = [f"B={batch_size}", f"n={n}", *([f"K={stages}"] if stages else []), *([f"microbatch k={k}"] if k is not None else [])]
+def where(
+    spec: FamilySpec,
+    check: str,
+    ids: Sequence[str],
+    batch_size: int,
+    n: int,
+    k: int | None = None,
+    stages: int | None = None,
+) -> str:
+    bits = [
+        f"B={batch_size}",
+        f"n={n}",
+        *([f"K={stages}"] if stages else []),
+        *([f"microbatch k={k}"] if k is not None else []),
+    ]
     return f"{header(spec, '+'.join(ids), check)} {' '.join(bits)}:"
 
 

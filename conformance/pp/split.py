@@ -25,10 +25,26 @@ from .spec import pp_api
 
 TEXT_MODULE_ATTRS = ("language_model", "text_model", "text_decoder")
 """Where a VLM keeps its text decoder (the documented ``TEXT_MODULE_ATTRS``)."""
-MULTIMODAL_MODULES = ("vision_tower", "visual", "vision_model", "image_encoder", "vision_encoder", "embed_vision",
-                      "audio_tower", "audio_model", "embed_audio", "multi_modal_projector", "mm_projector")
+MULTIMODAL_MODULES = (
+    "vision_tower",
+    "visual",
+    "vision_model",
+    "image_encoder",
+    "vision_encoder",
+    "embed_vision",
+    "audio_tower",
+    "audio_model",
+    "embed_audio",
+    "multi_modal_projector",
+    "mm_projector",
+)
 """Input-side media modules (the names of the documented ``MULTIMODAL_SUFFIXES``): first stage only."""
-FIRST_STAGE_TEXT_MODULES = ("embed_tokens", "embed_tokens_per_layer", "per_layer_model_projection", "per_layer_projection_norm")
+FIRST_STAGE_TEXT_MODULES = (
+    "embed_tokens",
+    "embed_tokens_per_layer",
+    "per_layer_model_projection",
+    "per_layer_projection_norm",
+)
 """Input-side modules of the text decoder (Gemma 4's per-layer embeddings included): first stage only."""
 
 
@@ -48,8 +64,10 @@ def text_path(model: nn.Module) -> str:
             text = getattr(holder, attr, None)
             if isinstance(text, nn.Module):
                 if not isinstance(getattr(text, "layers", None), (nn.ModuleList, nn.ModuleDict)):
-                    raise ValueError(f"{type(model).__name__}: its text module {prefix + attr} ({type(text).__name__}) "
-                                     "has no decoder `layers` list; the harness cannot split it into stages")
+                    raise ValueError(
+                        f"{type(model).__name__}: its text module {prefix + attr} ({type(text).__name__}) "
+                        "has no decoder `layers` list; the harness cannot split it into stages"
+                    )
                 return prefix + attr
     if isinstance(inner, nn.Module) and hasattr(inner, "layers"):
         return "model"
@@ -62,7 +80,9 @@ def stage_sizes(n_layers: int, n_stages: int, layers_per_stage: Sequence[int] | 
     """Layers per stage: ``layers_per_stage`` as given, else as even as possible (earlier stages get more)."""
     if layers_per_stage is None:
         if n_stages > n_layers:
-            raise ValueError(f"{n_stages} stages > {n_layers} decoder layers; the family record needs pp.layers_per_stage")
+            raise ValueError(
+                f"{n_stages} stages > {n_layers} decoder layers; the family record needs pp.layers_per_stage"
+            )
         base, extra = divmod(n_layers, n_stages)
         return [base + (1 if s < extra else 0) for s in range(n_stages)]
     sizes = [operator.index(n) for n in layers_per_stage]
@@ -87,8 +107,10 @@ def _check_gemma4_kv_sharing(text: nn.Module, start: int, end: int) -> None:
     producers = {types[i]: i for i, mode in enumerate(modes) if mode == "store"}
     for i in range(start, end):
         if modes[i] == "reuse" and producers.get(types[i], -1) < start:
-            raise ValueError(f"Gemma4 layer {i} reuses k/v of layer {producers.get(types[i])} ({types[i]}), which would "
-                             "sit in an earlier stage; the family record needs pp.layers_per_stage keeping both together")
+            raise ValueError(
+                f"Gemma4 layer {i} reuses k/v of layer {producers.get(types[i])} ({types[i]}), which would "
+                "sit in an earlier stage; the family record needs pp.layers_per_stage keeping both together"
+            )
 
 
 def _check_deepstack(model: nn.Module, stage: int, start: int, end: int) -> None:
@@ -96,9 +118,11 @@ def _check_deepstack(model: nn.Module, stage: int, start: int, end: int) -> None
     vision_config = getattr(getattr(model, "config", None), "vision_config", None)
     depth = len(getattr(vision_config, "deepstack_visual_indexes", None) or ())
     if stage > 0 and start < depth and end > start:
-        raise ValueError(f"stage {stage} would hold decoder layers {start}..{end - 1}, but layers 0..{depth - 1} add "
-                         f"DeepStack visual features that only stage 0 computes; pp.layers_per_stage must give stage 0 "
-                         f"at least {depth} layer(s)")
+        raise ValueError(
+            f"stage {stage} would hold decoder layers {start}..{end - 1}, but layers 0..{depth - 1} add "
+            f"DeepStack visual features that only stage 0 computes; pp.layers_per_stage must give stage 0 "
+            f"at least {depth} layer(s)"
+        )
 
 
 def split_stages(model: nn.Module, n_stages: int, layers_per_stage: Sequence[int] | None = None) -> list[nn.Module]:

@@ -90,9 +90,11 @@ def skip_if_declared_unsupported(spec: FamilySpec, check: str, problems: list[st
         return
     refusal = refusal_of(spec)
     if refusal is not None:
-        pytest.skip(f"declared unsupported: validate_hf_model_for_pipeline_support refuses "
-                    f"{type(tiny_model(spec)).__name__} ({refusal[:300]}); the {check} run confirms it: "
-                    f"{problems[0][:300]}")
+        pytest.skip(
+            f"declared unsupported: validate_hf_model_for_pipeline_support refuses "
+            f"{type(tiny_model(spec)).__name__} ({refusal[:300]}); the {check} run confirms it: "
+            f"{problems[0][:300]}"
+        )
 
 
 def reference_logits(spec: FamilySpec, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -115,6 +117,7 @@ class _RotarySpy:
     def _hook(self, s: int):
         def record(module, args):
             self.seen[s] = args[1]
+
         return record
 
     def close(self) -> None:
@@ -132,8 +135,11 @@ def staged_problems(spec: FamilySpec, batch_size: int, n: int, n_stages: int, re
     try:
         prepared = prepare(stage_inputs(spec, batch, tiny_model(spec)), batch_size, n)
     except Exception as exc:  # CheckFailure or a crash inside the implementation: this cell's evidence
-        return [f"{at()} prepare_vlm_media_for_pp: {exc}" if isinstance(exc, AssertionError)
-                else f"{at()} prepare_vlm_media_for_pp raised {describe_error(exc)}"]
+        return [
+            f"{at()} prepare_vlm_media_for_pp: {exc}"
+            if isinstance(exc, AssertionError)
+            else f"{at()} prepare_vlm_media_for_pp raised {describe_error(exc)}"
+        ]
     pp = PipelineHandle(PipelineInfo(has_first_stage=True, has_last_stage=True, stages=list(stages)))
     labels = batch["labels"]
     n_targets = max(int((labels != IGNORE).sum()), 1)
@@ -142,8 +148,9 @@ def staged_problems(spec: FamilySpec, batch_size: int, n: int, n_stages: int, re
     spy = _RotarySpy(stages) if uses_mrope(spec) else None
     try:
         with torch.no_grad(), staged_media(pp, stages[:1], prepared) as pp_batch:
-            for k, ((x, kwargs), want, lab) in enumerate(zip(microbatches(pp_batch, n), torch.tensor_split(ref, n),
-                                                             torch.tensor_split(labels, n))):
+            for k, ((x, kwargs), want, lab) in enumerate(
+                zip(microbatches(pp_batch, n), torch.tensor_split(ref, n), torch.tensor_split(labels, n))
+            ):
                 try:
                     for stage in stages:
                         x = stage(x, **kwargs)
@@ -159,16 +166,20 @@ def staged_problems(spec: FamilySpec, batch_size: int, n: int, n_stages: int, re
                 loss = loss + supervised_loss(x, lab, n_targets)
                 worst = x.sub_(want).abs_().amax(-1)  # in place: [b, L, V] logits are large
                 if worst.numel() and not float(worst.max()) <= ATOL:
-                    problems.append(f"{at(k)} max |Δlogit| = {float(worst.max()):.3e} > {ATOL:g} at "
-                                    f"{int((worst > ATOL).sum())} of {worst.numel()} positions (samples {rows[k].tolist()})")
+                    problems.append(
+                        f"{at(k)} max |Δlogit| = {float(worst.max()):.3e} > {ATOL:g} at "
+                        f"{int((worst > ATOL).sum())} of {worst.numel()} positions (samples {rows[k].tolist()})"
+                    )
     finally:
         if spy is not None:
             spy.close()
     if not problems:
         ref_loss = supervised_loss(ref, labels, n_targets)
         if not abs(float(loss - ref_loss)) <= ATOL:
-            problems.append(f"{at()} loss {float(loss):.8f} vs unsplit {float(ref_loss):.8f} "
-                            f"(|Δ| = {abs(float(loss - ref_loss)):.3e} > {ATOL:g})")
+            problems.append(
+                f"{at()} loss {float(loss):.8f} vs unsplit {float(ref_loss):.8f} "
+                f"(|Δ| = {abs(float(loss - ref_loss)):.3e} > {ATOL:g})"
+            )
     return problems
 
 
@@ -182,9 +193,13 @@ def _mrope_problems(at: str, seen: list[torch.Tensor | None], expected_batch_fir
                 got = "no positions"
             else:
                 flat = positions.ndim == 3 and all(torch.equal(positions[0], row) for row in positions[1:])
-                got = f"positions {tuple(positions.shape)}" + (" whose t/h/w rows are identical (1-D fallback)" if flat else "")
-            out.append(f"{at} stage {s} rotary embedding got {got}, not this microbatch's 3-D M-RoPE ids "
-                       f"{tuple(expected.shape)}")
+                got = f"positions {tuple(positions.shape)}" + (
+                    " whose t/h/w rows are identical (1-D fallback)" if flat else ""
+                )
+            out.append(
+                f"{at} stage {s} rotary embedding got {got}, not this microbatch's 3-D M-RoPE ids "
+                f"{tuple(expected.shape)}"
+            )
     return out
 
 
@@ -250,6 +265,8 @@ def mrope_exercised(spec: FamilySpec, batch: dict[str, torch.Tensor], ref: torch
     with torch.no_grad():
         logits = tiny_model(spec)(**model_inputs(batch), position_ids=one_d).logits
     if float(logits.sub_(ref).abs_().max()) <= ATOL:
-        return [f"{header(spec, 'B=5', 'pp_staged_forward')} 1-D positions give the 3-D logits; this batch "
-                "cannot tell M-RoPE from a 1-D fallback"]
+        return [
+            f"{header(spec, 'B=5', 'pp_staged_forward')} 1-D positions give the 3-D logits; this batch "
+            "cannot tell M-RoPE from a 1-D fallback"
+        ]
     return []

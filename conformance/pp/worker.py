@@ -53,8 +53,11 @@ def run_rank_job(rank: int, world_size: int, job: dict[str, Any]) -> dict[str, A
         module = split_stages(model, world_size, job["layers_per_stage"])[rank]
         stage = pipelining.PipelineStage(module, rank, world_size, torch.device("cpu"))
         schedule = getattr(pipelining, schedule_name)(stage, n, loss_fn=loss_fn, scale_grads=False)
-        pp = PipelineHandle(PipelineInfo(has_first_stage=rank == 0, has_last_stage=rank == world_size - 1,
-                                         schedule=schedule, stages=[stage]))
+        pp = PipelineHandle(
+            PipelineInfo(
+                has_first_stage=rank == 0, has_last_stage=rank == world_size - 1, schedule=schedule, stages=[stage]
+            )
+        )
         prepared = prepare(job["inputs"], job["batch_size"], n)
         losses: list[torch.Tensor] = []
         with staged_media(pp, [module], prepared) as batch:

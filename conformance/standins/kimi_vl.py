@@ -33,9 +33,16 @@ class KimiVLImageProcessor(BaseImageProcessor):
 
     model_input_names = ["pixel_values", "image_grid_hws"]
 
-    def __init__(self, patch_size: int = 14, merge_kernel_size: tuple[int, int] | list[int] = (2, 2),
-                 in_token_limit: int = 4096, pad_input: bool = True, image_mean: list[float] | None = None,
-                 image_std: list[float] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        patch_size: int = 14,
+        merge_kernel_size: tuple[int, int] | list[int] = (2, 2),
+        in_token_limit: int = 4096,
+        pad_input: bool = True,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.patch_size = patch_size
         self.merge_kernel_size = list(merge_kernel_size)
@@ -80,20 +87,29 @@ class KimiVLImageProcessor(BaseImageProcessor):
             patches, grid = self._patchify(self._resize_and_fit(image.convert("RGB")))
             pixels.append(patches)
             grids.append(grid)
-        return BatchFeature({"pixel_values": torch.cat(pixels), "image_grid_hws": torch.tensor(grids, dtype=torch.long)},
-                            tensor_type=return_tensors)
+        return BatchFeature(
+            {"pixel_values": torch.cat(pixels), "image_grid_hws": torch.tensor(grids, dtype=torch.long)},
+            tensor_type=return_tensors,
+        )
 
 
 class KimiVLProcessor(ProcessorMixin):
     """SYNTHETIC stand-in for Moonshot's remote ``KimiVLProcessor``."""
 
-    def __init__(self, image_processor: KimiVLImageProcessor = None, tokenizer: Any = None,
-                 chat_template: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        image_processor: KimiVLImageProcessor = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.image_token = "<|media_pad|>"
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
 
-    def __call__(self, images: Any = None, text: Any = None, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
+    def __call__(
+        self, images: Any = None, text: Any = None, return_tensors: str | None = "pt", **kwargs: Any
+    ) -> BatchFeature:
         texts = [text] if isinstance(text, str) else list(text or [])
         media: dict[str, Any] = {}
         counts: list[int] = []
@@ -121,5 +137,9 @@ class KimiVLProcessor(ProcessorMixin):
 
 def build(pack: Pack) -> KimiVLProcessor:
     config = _pack.json_file(pack, "preprocessor_config.json")
-    image = KimiVLImageProcessor(**{k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")})
-    return KimiVLProcessor(image_processor=image, tokenizer=_pack.tokenizer(pack), chat_template=_pack.chat_template(pack))
+    image = KimiVLImageProcessor(
+        **{k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")}
+    )
+    return KimiVLProcessor(
+        image_processor=image, tokenizer=_pack.tokenizer(pack), chat_template=_pack.chat_template(pack)
+    )

@@ -20,8 +20,15 @@ class LlavaOnevision1_5Processor(Qwen2_5_VLProcessor):
 
 def build(pack: Pack) -> LlavaOnevision1_5Processor:
     config = _pack.json_file(pack, "preprocessor_config.json")
-    image = Qwen2VLImageProcessor(**{k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")})
-    video = Qwen2VLVideoProcessor(patch_size=image.patch_size, merge_size=image.merge_size,
-                                  temporal_patch_size=image.temporal_patch_size)
-    return LlavaOnevision1_5Processor(image_processor=image, tokenizer=_pack.tokenizer(pack),
-                                      video_processor=video, chat_template=_pack.chat_template(pack))
+    image = Qwen2VLImageProcessor(
+        **{k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")}
+    )
+    video = Qwen2VLVideoProcessor(
+        patch_size=image.patch_size, merge_size=image.merge_size, temporal_patch_size=image.temporal_patch_size
+    )
+    return LlavaOnevision1_5Processor(
+        image_processor=image,
+        tokenizer=_pack.tokenizer(pack),
+        video_processor=video,
+        chat_template=_pack.chat_template(pack),
+    )

@@ -28,9 +28,16 @@ class NemotronParseImageProcessor(BaseImageProcessor):
 
     model_input_names = ["pixel_values"]
 
-    def __init__(self, size: dict[str, int] | None = None, do_rescale: bool = True, rescale_factor: float = 1 / 255,
-                 do_normalize: bool = True, image_mean: list[float] | None = None, image_std: list[float] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        size: dict[str, int] | None = None,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.size = dict(size or {"height": 2048, "width": 1664})
         self.do_rescale, self.rescale_factor = do_rescale, rescale_factor
@@ -58,10 +65,14 @@ class NemotronParseImageProcessor(BaseImageProcessor):
 class NemotronParseProcessor(ProcessorMixin):
     """SYNTHETIC stand-in for NVIDIA's remote ``NemotronParseProcessor`` (no chat template)."""
 
-    def __init__(self, image_processor: NemotronParseImageProcessor = None, tokenizer: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, image_processor: NemotronParseImageProcessor = None, tokenizer: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(image_processor, tokenizer)
 
-    def __call__(self, images: Any = None, text: Any = None, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
+    def __call__(
+        self, images: Any = None, text: Any = None, return_tensors: str | None = "pt", **kwargs: Any
+    ) -> BatchFeature:
         out: dict[str, Any] = {}
         if images is not None:
             out.update(self.image_processor(images, return_tensors="pt"))
@@ -78,5 +89,7 @@ class NemotronParseProcessor(ProcessorMixin):
 
 def build(pack: Pack) -> NemotronParseProcessor:
     config = _pack.json_file(pack, "preprocessor_config.json")
-    image = NemotronParseImageProcessor(**{k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")})
+    image = NemotronParseImageProcessor(
+        **{k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")}
+    )
     return NemotronParseProcessor(image_processor=image, tokenizer=_pack.tokenizer(pack))

@@ -78,8 +78,8 @@ def replace(target: str, new: Any) -> Any:
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    summary: str          # first docstring line
-    runner: str           # "conformance" or "tests/<file>.py"
+    summary: str  # first docstring line
+    runner: str  # "conformance" or "tests/<file>.py"
     expect: tuple[str, ...]
     model: str
     select: str | None
@@ -112,13 +112,15 @@ def catalogue() -> list[Mutant]:
         doc = ast.get_docstring(tree) or ""
         if "EXPECT" not in consts:
             raise ValueError(f"{path}: a mutant must define EXPECT")
-        mutants.append(Mutant(
-            name=path.stem,
-            summary=doc.splitlines()[0] if doc else path.stem,
-            runner=consts.get("RUNNER", "conformance"),
-            expect=tuple(sorted(consts["EXPECT"])),
-            model=consts.get("MODEL", DEFAULT_MODEL),
-            select=consts.get("SELECT"),
-            survives=consts.get("SURVIVES"),
-        ))
+        mutants.append(
+            Mutant(
+                name=path.stem,
+                summary=doc.splitlines()[0] if doc else path.stem,
+                runner=consts.get("RUNNER", "conformance"),
+                expect=tuple(sorted(consts["EXPECT"])),
+                model=consts.get("MODEL", DEFAULT_MODEL),
+                select=consts.get("SELECT"),
+                survives=consts.get("SURVIVES"),
+            )
+        )
     return mutants

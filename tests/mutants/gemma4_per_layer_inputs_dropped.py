@@ -23,9 +23,18 @@ def _create_without_ple():
     """vlmspec's forward with one change: layer ``idx`` gets ``None`` instead of ``ple[:, :, idx, :]``."""
     import vlmspec.pipelining.gemma4 as g4
 
-    def pipeline_forward_gemma4_text(self, input_ids=None, attention_mask=None, position_ids=None,
-                                     past_key_values=None, inputs_embeds=None, per_layer_inputs=None,
-                                     use_cache=None, cache_position=None, **kwargs):
+    def pipeline_forward_gemma4_text(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        per_layer_inputs=None,
+        use_cache=None,
+        cache_position=None,
+        **kwargs,
+    ):
         config = self.config
         if inputs_embeds is None and g4._is_hidden_states(input_ids):
             hidden, ple = g4._unpack_hidden(config, input_ids)
@@ -77,8 +86,17 @@ def _create_without_ple():
 
 
 replace("vlmspec.pipelining.gemma4:create_pipeline_forward_gemma4_text", _create_without_ple)
-_HELPERS = ("_is_hidden_states", "_unpack_hidden", "_ple_size", "_build_or_reuse_pp_causal_mask", "_rotary_embeddings",
-            "_present_layer_types", "KVSharingDict", "_layer_kwargs", "_iter_layers")
+_HELPERS = (
+    "_is_hidden_states",
+    "_unpack_hidden",
+    "_ple_size",
+    "_build_or_reuse_pp_causal_mask",
+    "_rotary_embeddings",
+    "_present_layer_types",
+    "KVSharingDict",
+    "_layer_kwargs",
+    "_iter_layers",
+)
 _missing = [h for h in _HELPERS if not hasattr(sys.modules["vlmspec.pipelining.gemma4"], h)]
 if _missing:
     raise MutantDoesNotApply(f"vlmspec.pipelining.gemma4 has no {_missing}: update this mutant (it copies the forward)")

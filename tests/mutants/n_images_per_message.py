@@ -16,10 +16,14 @@ def _per_message(conversations):
     _, n_videos = _original(conversations)
     n_images = []
     for conversation in conversations:
-        n_images.append(sum(
-            1 for m in conversation
-            if isinstance(m.get("content"), list) and any(isinstance(i, dict) and i.get("type") == "image" for i in m["content"])
-        ))
+        n_images.append(
+            sum(
+                1
+                for m in conversation
+                if isinstance(m.get("content"), list)
+                and any(isinstance(i, dict) and i.get("type") == "image" for i in m["content"])
+            )
+        )
     return n_images, n_videos
 
 

@@ -6,7 +6,6 @@ Llama-Nemotron checks live in tests/, not conformance). Killed by:
 test_pool_last_is_padding_side_independent.
 """
 
-
 from tests.mutants import VLMSPEC_TABLE, replace
 
 VLMSPEC_IMPL = VLMSPEC_TABLE

@@ -22,8 +22,14 @@ def _stale(module, inputs_embeds, attention_mask, cache_position, position_ids):
     layer_types = common._present_layer_types(module)
     batch, length = inputs_embeds.shape[:2]
     cacheable = not common._is_packed(position_ids, batch)  # the bug: attention_mask is not looked at
-    key = (tuple(layer_types), batch, length, inputs_embeds.dtype, inputs_embeds.device,
-           getattr(module.config, "_attn_implementation", None))
+    key = (
+        tuple(layer_types),
+        batch,
+        length,
+        inputs_embeds.dtype,
+        inputs_embeds.device,
+        getattr(module.config, "_attn_implementation", None),
+    )
     cache = module.__dict__.setdefault(common._MASK_CACHE_ATTR, {})
     if cacheable and key in cache:
         return cache[key]

@@ -25,7 +25,7 @@ def _with_system(input_ids_batch, conversations, processor):
     tok = lab._tokenizer_of(processor)
     role = lab._encode(tok, "assistant\n")
     system = lab._encode(tok, "system\n")
-    if len(marker) < len(role) or marker[-len(role):] != role:
+    if len(marker) < len(role) or marker[-len(role) :] != role:
         return labels
     system_marker = marker[: len(marker) - len(role)] + system
     extra = lab._build_labels_from_markers(input_ids_batch, system_marker, stop)

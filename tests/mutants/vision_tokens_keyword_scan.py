@@ -16,9 +16,23 @@ EXPECT = {"vision_tokens"}
 SELECT = "vision_tokens"
 
 # nemo-automodel 0.7.0's lists (fake_image._VISION_TOKEN_STRINGS / _VISION_TOKEN_KEYWORDS)
-_STRINGS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|media_start|>",
-            "<|media_content|>", "<|media_end|>", "<|media_pad|>", "<image>", "<video>", "<|image|>", "<|video|>",
-            "[IMG]", "[IMG_END]", "[IMG_BREAK]")
+_STRINGS = (
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|media_start|>",
+    "<|media_content|>",
+    "<|media_end|>",
+    "<|media_pad|>",
+    "<image>",
+    "<video>",
+    "<|image|>",
+    "<|video|>",
+    "[IMG]",
+    "[IMG_END]",
+    "[IMG_BREAK]",
+)
 _KEYWORDS = ("image", "video", "media", "vision", "img_pad", "vid_pad")
 
 

@@ -93,7 +93,7 @@ def load_audio_item(value: Any, sample: int, where: str, target_rate: int) -> np
             path = os.fspath(value)
             if "://" in path and not path.startswith("file://"):
                 raise _fail(sample, where, f"remote audio is not fetched by the collate: {path}")
-            path = path[len("file://"):] if path.startswith("file://") else path
+            path = path[len("file://") :] if path.startswith("file://") else path
             if not os.path.exists(path):
                 raise _fail(sample, where, f"audio path does not exist: {path}")
             data, rate = _read_audio_file(path)
@@ -128,7 +128,9 @@ def _audio_items(conversation: Sequence[dict]) -> list[tuple[str, dict]]:
         if not isinstance(content, list):
             continue
         for k, item in enumerate(content):
-            if isinstance(item, dict) and (item.get("type") in ("audio", "audio_url") or ("audio" in item and item.get("type") is None)):
+            if isinstance(item, dict) and (
+                item.get("type") in ("audio", "audio_url") or ("audio" in item and item.get("type") is None)
+            ):
                 found.append((f"conversation[{m}].content[{k}].audio", item))
     return found
 

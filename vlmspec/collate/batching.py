@@ -16,8 +16,15 @@ from .media import check_max_length
 
 # Attributes under which processors / tokenizers name the placeholder tokens that carry media
 # features: cutting one of these off in truncation desynchronizes tokens and features.
-_MEDIA_PLACEHOLDER_ATTRS = ("image_token_id", "video_token_id", "audio_token_id", "image_token_index",
-                            "video_token_index", "audio_token_index", "media_placeholder_token_id")
+_MEDIA_PLACEHOLDER_ATTRS = (
+    "image_token_id",
+    "video_token_id",
+    "audio_token_id",
+    "image_token_index",
+    "video_token_index",
+    "audio_token_index",
+    "media_placeholder_token_id",
+)
 
 
 def media_placeholder_ids(processor: Any) -> set[int]:
@@ -83,8 +90,12 @@ def _is_media_key(key: str) -> bool:
     return any(part in key for part in _MEDIA_KEY_PARTS)
 
 
-def stack_samples(samples: Sequence[Mapping[str, Any]], pad_id: int, length: int | None = None,
-                  pad_values: Mapping[str, int | float] | None = None) -> dict[str, Any]:
+def stack_samples(
+    samples: Sequence[Mapping[str, Any]],
+    pad_id: int,
+    length: int | None = None,
+    pad_values: Mapping[str, int | float] | None = None,
+) -> dict[str, Any]:
     """Pad and stack per-sample outputs into one batch.
 
     A key is a sequence key when its tensor is shaped like that sample's ``input_ids`` (``[L_i]`` or
@@ -99,8 +110,10 @@ def stack_samples(samples: Sequence[Mapping[str, Any]], pad_id: int, length: int
     for s, sample in enumerate(samples):
         ids = sample.get("input_ids")
         if not isinstance(ids, torch.Tensor) or ids.dim() not in (1, 2) or (ids.dim() == 2 and ids.shape[0] != 1):
-            raise ValueError(f"sample {s}: field 'input_ids' must be a 1-D tensor (or [1, L]), got "
-                             f"{type(ids).__name__ if not isinstance(ids, torch.Tensor) else tuple(ids.shape)}")
+            raise ValueError(
+                f"sample {s}: field 'input_ids' must be a 1-D tensor (or [1, L]), got "
+                f"{type(ids).__name__ if not isinstance(ids, torch.Tensor) else tuple(ids.shape)}"
+            )
         n = ids.shape[-1]
         row = {}
         for key, value in sample.items():
@@ -128,8 +141,12 @@ def stack_samples(samples: Sequence[Mapping[str, Any]], pad_id: int, length: int
     return batch
 
 
-def first_supervised(input_ids: torch.Tensor, processor: Any, attention_mask: torch.Tensor | None = None,
-                     unsupervised: torch.Tensor | None = None) -> list[int | None]:
+def first_supervised(
+    input_ids: torch.Tensor,
+    processor: Any,
+    attention_mask: torch.Tensor | None = None,
+    unsupervised: torch.Tensor | None = None,
+) -> list[int | None]:
     """Per row, the index of the first token the chat-template markers supervise (None if none).
 
     unsupervised: optional bool ``[B, L]`` of positions that will be masked anyway (not counted).
@@ -162,8 +179,13 @@ def _to_right_padding(batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def truncate_batch(batch: dict[str, Any], max_length: int, processor: Any,
-                   sample_ids: Sequence[int] | None = None, unsupervised_key: str | None = None) -> dict[str, Any]:
+def truncate_batch(
+    batch: dict[str, Any],
+    max_length: int,
+    processor: Any,
+    sample_ids: Sequence[int] | None = None,
+    unsupervised_key: str | None = None,
+) -> dict[str, Any]:
     """Cut every ``[B, L]`` tensor to *max_length* tokens after checking that this is harmless.
 
     Raises ``ValueError`` naming the sample and the numbers when a row's prompt (the tokens before its
@@ -179,12 +201,20 @@ def truncate_batch(batch: dict[str, Any], max_length: int, processor: Any,
     batch = _to_right_padding(batch)
     ids = batch["input_ids"]
     mask = batch.get("attention_mask")
-    real = (mask != 0).sum(1) if isinstance(mask, torch.Tensor) and mask.shape == ids.shape else torch.full((ids.shape[0],), ids.shape[1])
+    real = (
+        (mask != 0).sum(1)
+        if isinstance(mask, torch.Tensor) and mask.shape == ids.shape
+        else torch.full((ids.shape[0],), ids.shape[1])
+    )
     sample_ids = list(sample_ids) if sample_ids is not None else list(range(ids.shape[0]))
     over = [r for r in range(ids.shape[0]) if int(real[r]) > max_length]
     if over:
-        starts = first_supervised(ids, processor, mask if isinstance(mask, torch.Tensor) and mask.shape == ids.shape else None,
-                                  batch.get(unsupervised_key) if unsupervised_key else None)
+        starts = first_supervised(
+            ids,
+            processor,
+            mask if isinstance(mask, torch.Tensor) and mask.shape == ids.shape else None,
+            batch.get(unsupervised_key) if unsupervised_key else None,
+        )
         media = media_placeholder_ids(processor)
         media_hits = torch.isin(ids, torch.tensor(sorted(media), dtype=ids.dtype)) if media else None
         for r in over:
@@ -227,8 +257,10 @@ def chat_template_collate(
     conversations, fake = prepare_conversations(examples)
     extras = prepare(conversations) if prepare is not None else [{} for _ in conversations]
     if per_sample:
-        outputs = [tokenize_conversations([conv], processor, sample_offset=i, **extra, **proc_kwargs)
-                   for i, (conv, extra) in enumerate(zip(conversations, extras))]
+        outputs = [
+            tokenize_conversations([conv], processor, sample_offset=i, **extra, **proc_kwargs)
+            for i, (conv, extra) in enumerate(zip(conversations, extras))
+        ]
         batch = stack_samples(outputs, pad_token_id(processor))
     else:
         merged: dict[str, list] = {}

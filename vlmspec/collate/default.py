@@ -50,7 +50,9 @@ def load_image_paths(conversations: list, *, sample_offset: int = 0) -> None:
                     img.load()
                     item["image"] = img.copy()
             except Exception as exc:
-                raise ValueError(f"sample {s + sample_offset}: field 'image': cannot decode {os.fspath(value)}: {exc}") from exc
+                raise ValueError(
+                    f"sample {s + sample_offset}: field 'image': cannot decode {os.fspath(value)}: {exc}"
+                ) from exc
 
 
 def prepare_conversations(examples: Sequence[dict[str, Any]]) -> tuple[list, list[int]]:
@@ -63,8 +65,9 @@ def prepare_conversations(examples: Sequence[dict[str, Any]]) -> tuple[list, lis
     return conversations, fake
 
 
-def tokenize_conversations(conversations: list, processor: Any, max_length: int | None = None, *, sample_offset: int = 0,
-                           **proc_kwargs: Any) -> dict[str, torch.Tensor]:
+def tokenize_conversations(
+    conversations: list, processor: Any, max_length: int | None = None, *, sample_offset: int = 0, **proc_kwargs: Any
+) -> dict[str, torch.Tensor]:
     """Render with the processor's chat template and run the processor: ``input_ids: [B, L]`` etc.
 
     A processor failure is re-raised as ``ValueError`` naming the sample (``sample_offset`` + row) it
@@ -72,17 +75,29 @@ def tokenize_conversations(conversations: list, processor: Any, max_length: int 
     """
     check_max_length(max_length)
     if not callable(getattr(processor, "apply_chat_template", None)):
-        raise TypeError(f"processor must have apply_chat_template (a Hugging Face processor), got {type(processor).__name__}")
+        raise TypeError(
+            f"processor must have apply_chat_template (a Hugging Face processor), got {type(processor).__name__}"
+        )
     # A processor that lost its chat template on load (transformers 5.23 Phi4MultimodalProcessor takes no
     # chat_template argument) still has the family's template on its tokenizer: render with whichever has it.
     tok = getattr(processor, "tokenizer", None)
-    renderer = tok if getattr(processor, "chat_template", None) is None and getattr(tok, "chat_template", None) is not None else processor
+    renderer = (
+        tok
+        if getattr(processor, "chat_template", None) is None and getattr(tok, "chat_template", None) is not None
+        else processor
+    )
     texts = renderer.apply_chat_template(conversations, tokenize=False)
     if isinstance(texts, str):
         texts = [texts]
     images, videos = _extract_media_from_conversations(conversations)
     # The rendered template already carries BOS/special tokens; adding them again doubles BOS (Gemma).
-    kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt", "add_special_tokens": False, **proc_kwargs}
+    kwargs: dict[str, Any] = {
+        "text": texts,
+        "padding": True,
+        "return_tensors": "pt",
+        "add_special_tokens": False,
+        **proc_kwargs,
+    }
     if images is not None:
         # Nested per sample: batched processors (Gemma) need to know which sample owns which image.
         kwargs["images"] = [_extract_media_from_conversations([conv])[0] or [] for conv in conversations]
@@ -93,18 +108,31 @@ def tokenize_conversations(conversations: list, processor: Any, max_length: int 
     try:
         return dict(processor(**kwargs))
     except Exception as exc:  # the processor's own errors (ValueError, ZeroDivisionError, ...) name no sample
-        hint = (f" (with max_length={max_length} truncation may have cut media tokens; pass drop_overlong=True "
-                "to drop overlong samples instead)") if max_length is not None else ""
+        hint = (
+            (
+                f" (with max_length={max_length} truncation may have cut media tokens; pass drop_overlong=True "
+                "to drop overlong samples instead)"
+            )
+            if max_length is not None
+            else ""
+        )
         # batch-wide media lists in proc_kwargs (audio clips) cannot be split back per sample
         if len(conversations) > 1 and not any(isinstance(v, (list, tuple)) for v in proc_kwargs.values()):
             for i, conversation in enumerate(conversations):
                 tokenize_conversations([conversation], processor, max_length, sample_offset=sample_offset + i)
-        where = f"sample {sample_offset}" if len(conversations) == 1 else f"samples {sample_offset}..{sample_offset + len(conversations) - 1}"
-        raise ValueError(f"{where}: field 'conversation': {type(processor).__name__} failed on it{hint}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        where = (
+            f"sample {sample_offset}"
+            if len(conversations) == 1
+            else f"samples {sample_offset}..{sample_offset + len(conversations) - 1}"
+        )
+        raise ValueError(
+            f"{where}: field 'conversation': {type(processor).__name__} failed on it{hint}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def warn_unsupervised(labels: torch.Tensor, conversations: Sequence[Sequence[dict]], sample_ids: Sequence[int] | None = None) -> list[int]:
+def warn_unsupervised(
+    labels: torch.Tensor, conversations: Sequence[Sequence[dict]], sample_ids: Sequence[int] | None = None
+) -> list[int]:
     """Log a warning for every sample that has an assistant turn but no supervised label. Returns their indices."""
     bad = []
     for row, conversation in enumerate(conversations):
@@ -142,8 +170,9 @@ def finalize_media(batch: dict[str, torch.Tensor], conversations: Sequence[Seque
     return batch
 
 
-def reject_typed_turn_markers(conversations: Sequence[Sequence[dict]], processor: Any,
-                              sample_ids: Sequence[int] | None = None) -> None:
+def reject_typed_turn_markers(
+    conversations: Sequence[Sequence[dict]], processor: Any, sample_ids: Sequence[int] | None = None
+) -> None:
     """``ValueError`` when a system/user text contains the template's assistant turn marker
     (e.g. ``<|im_start|>assistant\n``): tokenized as the special marker, it would open an assistant
     turn inside the prompt, and label building would supervise the prompt text after it."""
@@ -156,13 +185,22 @@ def reject_typed_turn_markers(conversations: Sequence[Sequence[dict]], processor
             if message.get("role") == "assistant":
                 continue
             content = message.get("content")
-            texts = [("content", content)] if isinstance(content, str) else [
-                (f"content[{k}].text", item.get("text")) for k, item in enumerate(content or []) if isinstance(item, dict)]
+            texts = (
+                [("content", content)]
+                if isinstance(content, str)
+                else [
+                    (f"content[{k}].text", item.get("text"))
+                    for k, item in enumerate(content or [])
+                    if isinstance(item, dict)
+                ]
+            )
             for where, text in texts:
                 if isinstance(text, str) and marker in text:
                     sid = sample_ids[row] if sample_ids is not None else row
-                    raise ValueError(f"sample {sid}: field 'conversation[{m}].{where}': contains the assistant turn marker "
-                                     f"{marker!r}, which would make the prompt after it supervised; remove or escape it")
+                    raise ValueError(
+                        f"sample {sid}: field 'conversation[{m}].{where}': contains the assistant turn marker "
+                        f"{marker!r}, which would make the prompt after it supervised; remove or escape it"
+                    )
 
 
 def collate_tokenized(

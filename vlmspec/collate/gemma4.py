@@ -74,8 +74,11 @@ def _inject(batch: dict[str, torch.Tensor], tokenizer: Any) -> tuple[dict[str, A
     left = _padding_side(batch, tokenizer) == "left"
     pad_id = getattr(tokenizer, "pad_token_id", None)
     pad_id = 0 if pad_id is None else pad_id
-    keys = [k for k, v in batch.items()
-            if isinstance(v, torch.Tensor) and v.shape == ids.shape and not v.dtype.is_floating_point]
+    keys = [
+        k
+        for k, v in batch.items()
+        if isinstance(v, torch.Tensor) and v.shape == ids.shape and not v.dtype.is_floating_point
+    ]
     out: dict[str, Any] = {k: v for k, v in batch.items() if k not in keys}
     fill = {"input_ids": pad_id, "labels": IGNORE_INDEX}
     injected = torch.zeros((bsz, new_length), dtype=torch.bool)

@@ -43,7 +43,9 @@ def _expand_image_tokens(
     if input_ids.dim() != 1:
         raise ValueError(f"input_ids must be 1-D [seq_len], got shape {tuple(input_ids.shape)}")
     if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids {tuple(input_ids.shape)}"
+        )
     grid = torch.as_tensor(grid_thws)
     if grid.dim() != 2 or grid.shape[1] not in (2, 3):
         raise ValueError(f"grid_thws must be [N, 3] (t, h, w), got shape {tuple(grid.shape)}")
@@ -58,7 +60,9 @@ def _expand_image_tokens(
     small = (counts < 1).nonzero().flatten()
     if small.numel():
         i = int(small[0])
-        raise ValueError(f"image {i}: grid {grid[i].tolist()} is smaller than the merge kernel {tuple(merge_kernel_size)}")
+        raise ValueError(
+            f"image {i}: grid {grid[i].tolist()} is smaller than the merge kernel {tuple(merge_kernel_size)}"
+        )
     repeats = torch.ones_like(input_ids, dtype=torch.long)
     repeats[positions] = counts.to(torch.long)
     return input_ids.repeat_interleave(repeats), attention_mask.repeat_interleave(repeats)
@@ -99,13 +103,17 @@ def _media_token_id(processor: Any) -> int:
                 return value
     tid = _token_id(getattr(processor, "tokenizer", processor), "<|media_pad|>")
     if tid is None:
-        raise ValueError(f"{type(processor).__name__} names no image placeholder token (image_token_id / <|media_pad|>)")
+        raise ValueError(
+            f"{type(processor).__name__} names no image placeholder token (image_token_id / <|media_pad|>)"
+        )
     return tid
 
 
 def _process_images(processor: Any, images: list) -> tuple[dict[str, torch.Tensor], str, torch.Tensor]:
     ip = getattr(processor, "image_processor", None)
-    out = dict(ip(images=images, return_tensors="pt") if ip is not None else processor(images=images, return_tensors="pt"))
+    out = dict(
+        ip(images=images, return_tensors="pt") if ip is not None else processor(images=images, return_tensors="pt")
+    )
     key = next((k for k in _GRID_KEYS if k in out), None)
     if key is None:
         raise ValueError(f"the image processor returned no grid ({' / '.join(_GRID_KEYS)}); got keys {sorted(out)}")
@@ -169,8 +177,16 @@ def kimi_k25_vl_collate_fn(
         except ValueError as exc:
             raise ValueError(f"sample {i}: {exc}") from exc
         counts = (grid[:, -2] // merge[0]) * (grid[:, -1] // merge[1])
-        rows.append({"sample": i, "ids": expanded, "mask": expanded_mask, "grid": grid, "media": media,
-                     "spans": _image_spans(ids, media_id, counts)})
+        rows.append(
+            {
+                "sample": i,
+                "ids": expanded,
+                "mask": expanded_mask,
+                "grid": grid,
+                "media": media,
+                "spans": _image_spans(ids, media_id, counts),
+            }
+        )
     if max_length is not None:
         rows = _fit_rows(rows, processor, max_length, drop_overlong)
     kept = [r["sample"] for r in rows]
@@ -212,7 +228,9 @@ def _fit_rows(rows: list[dict[str, Any]], processor: Any, max_length: int, drop_
             fitted.append(row)
             continue
         if drop_overlong:
-            logger.warning("dropping sample %d: %d tokens after image expansion > max_length=%d", row["sample"], n, max_length)
+            logger.warning(
+                "dropping sample %d: %d tokens after image expansion > max_length=%d", row["sample"], n, max_length
+            )
             continue
         first = first_supervised(row["ids"][None], processor, row["mask"][None])[0]
         if first is not None and first >= max_length:
@@ -229,14 +247,21 @@ def _fit_rows(rows: list[dict[str, Any]], processor: Any, max_length: int, drop_
                 f"(tokens {row['spans'][keep][0]}..{row['spans'][keep][1]}) and with it every supervised token"
             )
         if keep < len(row["spans"]):
-            logger.warning("sample %d: truncation to max_length=%d drops %d of %d images", row["sample"], max_length,
-                           len(row["spans"]) - keep, len(row["spans"]))
+            logger.warning(
+                "sample %d: truncation to max_length=%d drops %d of %d images",
+                row["sample"],
+                max_length,
+                len(row["spans"]) - keep,
+                len(row["spans"]),
+            )
             n_rows = sum(_pixel_rows(row["media"], row["grid"])[:keep])
             media = dict(row["media"])
             media["pixel_values"] = media["pixel_values"][:n_rows]
             row = {**row, "grid": row["grid"][:keep], "media": media, "spans": row["spans"][:keep]}
         fitted.append({**row, "ids": row["ids"][:cut], "mask": row["mask"][:cut]})
     if not fitted:
-        raise ValueError(f"every sample exceeds max_length={max_length} after image expansion "
-                         f"(lengths {[r['ids'].shape[0] for r in rows]}); nothing left to collate")
+        raise ValueError(
+            f"every sample exceeds max_length={max_length} after image expansion "
+            f"(lengths {[r['ids'].shape[0] for r in rows]}); nothing left to collate"
+        )
     return fitted

@@ -21,15 +21,17 @@ logger = logging.getLogger("vlmspec.collate_fns")
 IGNORE_INDEX = -100
 
 # Processors whose chat template wraps turns in <|im_start|>role\n ... <|im_end|>.
-_IMSTART_TEMPLATE_PROCESSORS = frozenset({
-    "Qwen2VLProcessor",
-    "Qwen2_5_VLProcessor",
-    "Qwen2_5OmniProcessor",
-    "Qwen3VLProcessor",
-    "Qwen3VLMoeProcessor",
-    "Qwen3OmniMoeProcessor",
-    "LlavaOnevision1_5Processor",
-})
+_IMSTART_TEMPLATE_PROCESSORS = frozenset(
+    {
+        "Qwen2VLProcessor",
+        "Qwen2_5_VLProcessor",
+        "Qwen2_5OmniProcessor",
+        "Qwen3VLProcessor",
+        "Qwen3VLMoeProcessor",
+        "Qwen3OmniMoeProcessor",
+        "LlavaOnevision1_5Processor",
+    }
+)
 
 _SENTINEL = "VLMSPECSENTINELREPLY"
 
@@ -163,8 +165,9 @@ def _probe(tok: Any, full_text: str, prefix_text: str, sentinel: str, user_text:
         marker_start = next((i for i, (s, e) in enumerate(offsets) if s >= user_end), sent_first)
     marker = ids[marker_start:sent_first]
     gap = full_text[offsets[sent_first - 1][1] : pos] if marker else ""
-    return _Probe(full_text, marker, gap, ids[sent_last + 1 :], [e for _, e in offsets[sent_last + 1 :]],
-                  pos + len(sentinel))
+    return _Probe(
+        full_text, marker, gap, ids[sent_last + 1 :], [e for _, e in offsets[sent_last + 1 :]], pos + len(sentinel)
+    )
 
 
 def _structural_ids(tok: Any) -> set[int]:
@@ -203,8 +206,10 @@ def _open_turn(tok: Any, history: _Probe, final: _Probe, next_user: str) -> Open
     while lead < len(between) and _is_blank(tok, between[lead]):
         lead += 1
     if lead == len(between):
-        raise ValueError("cannot derive turn markers: the template closes no assistant turn and writes no role "
-                         "prefix before the next user turn, so an answer's end cannot be found")
+        raise ValueError(
+            "cannot derive turn markers: the template closes no assistant turn and writes no role "
+            "prefix before the next user turn, so an answer's end cannot be found"
+        )
     return OpenTurn(separator=tuple(between[lead:]), lead=tuple(between[:lead]), suffix=tuple(final.after))
 
 
@@ -246,13 +251,16 @@ def _derive_turn_layout(tokenizer: Any) -> TurnLayout:
     marker, scaffold = final.marker, []
     if history.marker and history.marker != final.marker and history_stop == stop:
         if final.marker[: len(history.marker)] == history.marker:
-            marker, scaffold = history.marker, final.marker[len(history.marker):]
-        elif history.marker[-len(final.marker):] != final.marker:
-            raise ValueError("cannot derive turn markers: history and final assistant turns open with unrelated "
-                             f"tokens ({history.marker} vs {final.marker})")
+            marker, scaffold = history.marker, final.marker[len(history.marker) :]
+        elif history.marker[-len(final.marker) :] != final.marker:
+            raise ValueError(
+                "cannot derive turn markers: history and final assistant turns open with unrelated "
+                f"tokens ({history.marker} vs {final.marker})"
+            )
         # else: history turns carry extra text (e.g. an empty think block) before the marker
-    return TurnLayout(marker, stop, scaffold, gap=final.gap if final.gap.strip() == "" else "",
-                      pre_stop=pre_stop, open_turn=open_turn)
+    return TurnLayout(
+        marker, stop, scaffold, gap=final.gap if final.gap.strip() == "" else "", pre_stop=pre_stop, open_turn=open_turn
+    )
 
 
 def _derive_turn_markers(tokenizer: Any) -> tuple[list[int], int]:
@@ -275,12 +283,16 @@ def _derive_turn_markers(tokenizer: Any) -> tuple[list[int], int]:
     """
     layout = _derive_turn_layout(tokenizer)
     if layout.stop is None:
-        raise ValueError("cannot derive turn markers: the template closes no assistant turn (no special or added "
-                         "token follows the reply), so there is no end-of-turn id")
+        raise ValueError(
+            "cannot derive turn markers: the template closes no assistant turn (no special or added "
+            "token follows the reply), so there is no end-of-turn id"
+        )
     return layout.marker, layout.stop
 
 
-def _build_labels_from_markers(input_ids_batch: torch.Tensor, assistant_marker: list[int], stop_id: int) -> torch.Tensor:
+def _build_labels_from_markers(
+    input_ids_batch: torch.Tensor, assistant_marker: list[int], stop_id: int
+) -> torch.Tensor:
     """Copy every token after an assistant marker up to and including the next ``stop_id``.
 
     input_ids_batch: ``[B, L]``. Returns labels ``[B, L]`` with ``-100`` elsewhere. A turn with no
@@ -297,7 +309,9 @@ def _build_labels_from_markers(input_ids_batch: torch.Tensor, assistant_marker: 
     return _labels_from_markers_dense(input_ids_batch, assistant_marker, stop_id)
 
 
-def _labels_from_markers_dense(input_ids_batch: torch.Tensor, assistant_marker: list[int], stop_id: int) -> torch.Tensor:
+def _labels_from_markers_dense(
+    input_ids_batch: torch.Tensor, assistant_marker: list[int], stop_id: int
+) -> torch.Tensor:
     """Dense torch scan (any device): prefix maxima of the last content start and the last stop."""
     m = len(assistant_marker)
     bsz, length = input_ids_batch.shape
@@ -384,7 +398,9 @@ def _extract_assistant_text(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(item.get("text", "") for item in content if isinstance(item, dict) and item.get("type") == "text")
+        return "".join(
+            item.get("text", "") for item in content if isinstance(item, dict) and item.get("type") == "text"
+        )
     return ""
 
 
@@ -417,13 +433,19 @@ def _check_label_inputs(input_ids_batch: Any, conversations: Any) -> None:
     if input_ids_batch.dim() != 2:
         raise ValueError(f"input_ids_batch must be [B, L], got shape {tuple(input_ids_batch.shape)}")
     if not isinstance(conversations, Sequence) or isinstance(conversations, (str, bytes)):
-        raise TypeError(f"conversations must be a list with one conversation per row, got {type(conversations).__name__}")
+        raise TypeError(
+            f"conversations must be a list with one conversation per row, got {type(conversations).__name__}"
+        )
     if len(conversations) != input_ids_batch.shape[0]:
-        raise ValueError(f"conversations has {len(conversations)} entries but input_ids_batch has "
-                         f"{input_ids_batch.shape[0]} rows; pass one conversation per row")
+        raise ValueError(
+            f"conversations has {len(conversations)} entries but input_ids_batch has "
+            f"{input_ids_batch.shape[0]} rows; pass one conversation per row"
+        )
 
 
-def build_labels(input_ids_batch: torch.Tensor, conversations: Sequence[Sequence[dict[str, Any]]], processor: Any) -> torch.Tensor:
+def build_labels(
+    input_ids_batch: torch.Tensor, conversations: Sequence[Sequence[dict[str, Any]]], processor: Any
+) -> torch.Tensor:
     """Legacy labels by BPE pattern matching: re-tokenize each assistant reply and search for it.
 
     Returns labels ``[B, L]`` (unshifted, -100 = ignore): the matched reply tokens plus the stop token
@@ -476,8 +498,12 @@ def _resolve_turn_layout(processor: Any) -> TurnLayout | None:
     """
     tok = _tokenizer_of(processor)
     fast = type(processor).__name__ in _IMSTART_TEMPLATE_PROCESSORS
-    key = (fast, _template_identity(getattr(processor, "chat_template", None)),
-           _template_identity(getattr(tok, "chat_template", None)), len(tok) if hasattr(tok, "__len__") else None)
+    key = (
+        fast,
+        _template_identity(getattr(processor, "chat_template", None)),
+        _template_identity(getattr(tok, "chat_template", None)),
+        len(tok) if hasattr(tok, "__len__") else None,
+    )
     cache = getattr(tok, "_vlmspec_turn_markers", None)
     if isinstance(cache, dict) and key in cache:
         return cache[key]
@@ -518,7 +544,9 @@ def resolve_turn_scaffold(processor: Any) -> list[int]:
     return [] if layout is None else layout.scaffold
 
 
-def build_labels_from_template(input_ids_batch: torch.Tensor, conversations: Sequence[Sequence[dict[str, Any]]], processor: Any) -> torch.Tensor:
+def build_labels_from_template(
+    input_ids_batch: torch.Tensor, conversations: Sequence[Sequence[dict[str, Any]]], processor: Any
+) -> torch.Tensor:
     """Labels ``[B, L]`` (unshifted, -100 = ignore) from the chat template's role markers.
 
     1. Fast path: processors in ``_IMSTART_TEMPLATE_PROCESSORS`` resolve ``<|im_start|>assistant\\n`` /
@@ -560,7 +588,9 @@ def _exact_starts(input_ids: torch.Tensor, marker: list[int]) -> list[tuple[int,
     return [(int(f) // length, int(f) % length) for f in found]
 
 
-def _mask_template_whitespace(labels: torch.Tensor, input_ids: torch.Tensor, layout: TurnLayout, tok: Any) -> torch.Tensor:
+def _mask_template_whitespace(
+    labels: torch.Tensor, input_ids: torch.Tensor, layout: TurnLayout, tok: Any
+) -> torch.Tensor:
     """Unsupervise the template's whitespace around answers that tokenized on its own.
 
     labels, input_ids: ``[B, L]`` (unshifted). ``layout.gap`` (``ASSISTANT: answer``): a token right
@@ -601,8 +631,10 @@ def _mask_scaffold(labels: torch.Tensor, input_ids: torch.Tensor, opener: list[i
         end = pos + n - 1
         if end < length and int(input_ids[row, end]) == opener[-1]:
             end += 1
-        labels[row, pos + marker_len: end] = IGNORE_INDEX
+        labels[row, pos + marker_len : end] = IGNORE_INDEX
     return labels
+
+
 def _straddled_starts(input_ids: torch.Tensor, marker: list[int], tokenizer: Any) -> list[tuple[int, int]]:
     """``(row, position)`` of turns whose marker's last token fused with the reply's first characters.
 
@@ -650,7 +682,9 @@ def _piece(tokenizer: Any, token_id: int) -> str:
     return piece if isinstance(piece, str) else ""
 
 
-def _label_straddled_turns(labels: torch.Tensor, input_ids: torch.Tensor, marker: list[int], stop: int, tokenizer: Any) -> torch.Tensor:
+def _label_straddled_turns(
+    labels: torch.Tensor, input_ids: torch.Tensor, marker: list[int], stop: int, tokenizer: Any
+) -> torch.Tensor:
     """Label turns whose marker's last token merged with the reply (see :func:`_straddled_starts`).
 
     labels, input_ids: ``[B, L]`` (unshifted). Each such turn is copied from the fused token up to and

@@ -52,7 +52,9 @@ def _check_text(text: str, sample: int, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # lone surrogates: tokenizers reject them with an opaque TypeError
-        raise _fail(ValueError, sample, where, f"text is not valid Unicode ({exc.reason} at position {exc.start})") from None
+        raise _fail(
+            ValueError, sample, where, f"text is not valid Unicode ({exc.reason} at position {exc.start})"
+        ) from None
 
 
 def validate_examples(examples: Any, *, need_conversation: bool = True) -> None:
@@ -87,7 +89,12 @@ def validate_conversation(conversation: Any, sample: int) -> None:
         if not isinstance(message["role"], str):
             raise _fail(TypeError, sample, f"{where}.role", f"must be str, got {type(message['role']).__name__}")
         if message["role"] not in _ROLES:
-            raise _fail(ValueError, sample, f"{where}.role", f"unknown role {message['role']!r} (expected one of {sorted(_ROLES)})")
+            raise _fail(
+                ValueError,
+                sample,
+                f"{where}.role",
+                f"unknown role {message['role']!r} (expected one of {sorted(_ROLES)})",
+            )
         if "content" not in message:
             raise _fail(ValueError, sample, f"{where}.content", "missing")
         content = message["content"]
@@ -97,17 +104,26 @@ def validate_conversation(conversation: Any, sample: int) -> None:
             _check_text(content, sample, f"{where}.content")
             continue
         if not isinstance(content, (list, tuple)):
-            raise _fail(TypeError, sample, f"{where}.content", f"must be str or list of items, got {type(content).__name__}")
+            raise _fail(
+                TypeError, sample, f"{where}.content", f"must be str or list of items, got {type(content).__name__}"
+            )
         for k, item in enumerate(content):
             iwhere = f"{where}.content[{k}]"
             if not isinstance(item, dict):
                 raise _fail(TypeError, sample, iwhere, f"item must be a dict, got {type(item).__name__}")
             kind = item.get("type")
             if not isinstance(kind, str) or kind not in _ITEM_TYPES:
-                raise _fail(ValueError, sample, f"{iwhere}.type", f"unknown item type {kind!r} (expected one of {sorted(_ITEM_TYPES)})")
+                raise _fail(
+                    ValueError,
+                    sample,
+                    f"{iwhere}.type",
+                    f"unknown item type {kind!r} (expected one of {sorted(_ITEM_TYPES)})",
+                )
             if kind == "text":
                 if not isinstance(item.get("text"), str):
-                    raise _fail(TypeError, sample, f"{iwhere}.text", f"must be str, got {type(item.get('text')).__name__}")
+                    raise _fail(
+                        TypeError, sample, f"{iwhere}.text", f"must be str, got {type(item.get('text')).__name__}"
+                    )
                 _check_text(item["text"], sample, f"{iwhere}.text")
             elif kind in ("image", "video"):
                 _validate_media(item.get(kind), sample, f"{iwhere}.{kind}", kind)
@@ -130,7 +146,12 @@ def _validate_media(value: Any, sample: int, where: str, kind: str) -> None:
     # arrays/tensors are what HF processors take besides PIL and paths; a video may also be a list of frames
     if isinstance(value, (np.ndarray, torch.Tensor)) or (kind == "video" and isinstance(value, (list, tuple))):
         return
-    raise _fail(TypeError, sample, where, f"{kind} must be a PIL image, a path, an array or a tensor, got {type(value).__name__}")
+    raise _fail(
+        TypeError,
+        sample,
+        where,
+        f"{kind} must be a PIL image, a path, an array or a tensor, got {type(value).__name__}",
+    )
 
 
 def _iter_items(conversation):

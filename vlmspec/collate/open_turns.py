@@ -70,8 +70,13 @@ def turn_ends(row: np.ndarray, marker: Sequence[int], turn: OpenTurn, pad_id: in
     return np.unique(np.asarray(bounds, dtype=np.int64))
 
 
-def label_open_turns(input_ids: torch.Tensor, starts: Sequence[tuple[int, int]], marker: Sequence[int],
-                     turn: OpenTurn, pad_id: int | None) -> torch.Tensor:
+def label_open_turns(
+    input_ids: torch.Tensor,
+    starts: Sequence[tuple[int, int]],
+    marker: Sequence[int],
+    turn: OpenTurn,
+    pad_id: int | None,
+) -> torch.Tensor:
     """Labels ``[B, L]`` (unshifted, -100 = ignore) for a template that closes no turn.
 
     input_ids: ``[B, L]``; starts: ``(row, position)`` of each answer's first token (after its assistant

@@ -50,8 +50,12 @@ def _extract_image_config(processor):
     ip = getattr(processor, "image_processor", None)
     if ip is None:
         return None
-    merge = _as_int(getattr(ip, "merge_size", None)) or _as_int(getattr(ip, "spatial_merge_size", None)) \
-        or _as_int(getattr(processor, "spatial_merge_size", None)) or _as_int(getattr(ip, "merge_kernel_size", None))
+    merge = (
+        _as_int(getattr(ip, "merge_size", None))
+        or _as_int(getattr(ip, "spatial_merge_size", None))
+        or _as_int(getattr(processor, "spatial_merge_size", None))
+        or _as_int(getattr(ip, "merge_kernel_size", None))
+    )
     ratio = getattr(ip, "downsample_ratio", None)
     if merge is None and isinstance(ratio, (int, float)) and 0 < ratio < 1:
         merge = round(1 / ratio)
@@ -103,7 +107,7 @@ def _image_size(value: Any) -> tuple[int, int] | None:
         return value.height, value.width
     if isinstance(value, (str, os.PathLike)):
         path = os.fspath(value)
-        path = path[len("file://"):] if path.startswith("file://") else path
+        path = path[len("file://") :] if path.startswith("file://") else path
         if "://" in path or not os.path.exists(path):
             return None
         try:
@@ -190,5 +194,7 @@ def _drop_overlong_samples(conversations, processor, max_length):
         else:
             logger.warning("dropping sample %d: estimated %d tokens > max_length=%d", i, n, max_length)
     if not kept:
-        raise ValueError(f"every sample exceeds max_length={max_length}: estimated lengths {lengths}; nothing left to collate")
+        raise ValueError(
+            f"every sample exceeds max_length={max_length}: estimated lengths {lengths}; nothing left to collate"
+        )
     return kept, kept_indices

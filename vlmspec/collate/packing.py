@@ -66,16 +66,22 @@ def _trim(example: dict, length: int, sample: int, media_ids: set[int]) -> dict:
         return example
     sup = (labels != IGNORE_INDEX).nonzero().flatten()
     if sup.numel() and int(sup[0]) >= length:
-        raise ValueError(f"sample {sample}: the prompt is {int(sup[0])} tokens (before the first supervised label) "
-                         f"but max_length={length}; nothing would be supervised")
+        raise ValueError(
+            f"sample {sample}: the prompt is {int(sup[0])} tokens (before the first supervised label) "
+            f"but max_length={length}; nothing would be supervised"
+        )
     if media_ids:
         hits = torch.isin(ids, torch.tensor(sorted(media_ids), dtype=ids.dtype))
         cut = int(hits[length:].sum())
         if cut:
-            raise ValueError(f"sample {sample}: truncating {n} tokens to max_length={length} would cut {cut} of its "
-                             f"{int(hits.sum())} media placeholder tokens")
-    return {k: (v[:length] if isinstance(v, torch.Tensor) and v.dim() == 1 and v.shape[0] == n else v)
-            for k, v in example.items()}
+            raise ValueError(
+                f"sample {sample}: truncating {n} tokens to max_length={length} would cut {cut} of its "
+                f"{int(hits.sum())} media placeholder tokens"
+            )
+    return {
+        k: (v[:length] if isinstance(v, torch.Tensor) and v.dim() == 1 and v.shape[0] == n else v)
+        for k, v in example.items()
+    }
 
 
 def pad_collate_fn(

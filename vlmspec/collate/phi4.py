@@ -25,7 +25,10 @@ def phi4_mm_collate_fn(examples, processor):
     ``audio_input_features`` / ``audio_embed_sizes`` (and ``audio_attention_mask`` for several clips),
     image tensors with ``image_pixel_values`` in bf16, ``n_images_per_sample: [B]`` when present.
     """
-    has_audio_fe = getattr(processor, "audio_processor", None) is not None or getattr(processor, "feature_extractor", None) is not None
+    has_audio_fe = (
+        getattr(processor, "audio_processor", None) is not None
+        or getattr(processor, "feature_extractor", None) is not None
+    )
     kwargs: dict[str, Any] = {"sampling_rate": audio_sampling_rate(processor)} if has_audio_fe else {}
     batch = chat_template_collate(examples, processor, prepare=audio_kwargs_per_sample(processor), **kwargs)
     for key in _PHI4_PIXEL_KEYS:

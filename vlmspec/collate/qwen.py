@@ -51,14 +51,19 @@ def _audio_in_video_inputs(conversations: list, rate: int) -> tuple[list, list]:
         tracks = []
         if videos:
             try:
-                tracks = process_audio_info([[{"role": "user", "content": [dict(v, type="video") for v in videos]}]],
-                                            use_audio_in_video=True)
+                tracks = process_audio_info(
+                    [[{"role": "user", "content": [dict(v, type="video") for v in videos]}]], use_audio_in_video=True
+                )
             except Exception as exc:  # decoder errors, silent videos (the package asserts an audio track)
-                raise ValueError(f"sample {s}: qwen-omni-utils could not read the audio track of its "
-                                 f"{len(videos)} video(s): {type(exc).__name__}: {exc}") from exc
+                raise ValueError(
+                    f"sample {s}: qwen-omni-utils could not read the audio track of its "
+                    f"{len(videos)} video(s): {type(exc).__name__}: {exc}"
+                ) from exc
         if videos and (tracks is None or len(tracks) != len(videos)):
-            raise ValueError(f"sample {s}: qwen-omni-utils returned {0 if tracks is None else len(tracks)} audio "
-                             f"tracks for {len(videos)} videos")
+            raise ValueError(
+                f"sample {s}: qwen-omni-utils returned {0 if tracks is None else len(tracks)} audio "
+                f"tracks for {len(videos)} videos"
+            )
         tracks = iter(tracks or [])
         for item in _iter_items(conversation):
             if item.get("type") in ("audio", "audio_url") or ("audio" in item and item.get("type") is None):

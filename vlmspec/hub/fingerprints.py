@@ -52,8 +52,15 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SOURCE_KEYS = {"origin": str, "path": str, "sha256": str, "what": str}
 _ENCODE_KEYS = {"text": str, "ids": list, "source": (str, list)}
 _TOKEN_KEYS = {"id": int, "token": str, "source": (str, list)}
-_MODEL_KEYS = {"model_id": str, "vocabulary": str, "include": list, "sources": dict, "encode": list,
-               "tokens": list, "notes": str}
+_MODEL_KEYS = {
+    "model_id": str,
+    "vocabulary": str,
+    "include": list,
+    "sources": dict,
+    "encode": list,
+    "tokens": list,
+    "notes": str,
+}
 _SET_KEYS = {"set": str, "description": str, "sources": dict, "encode": list, "tokens": list}
 
 
@@ -62,10 +69,10 @@ class Pair:
     """One fingerprint: ``kind`` ``encode`` (text -> ids) or ``token`` (id <-> token string)."""
 
     kind: str
-    text: str               # the text (encode) or the token string (token)
-    ids: tuple[int, ...]    # the expected ids (one id for a token pair)
+    text: str  # the text (encode) or the token string (token)
+    ids: tuple[int, ...]  # the expected ids (one id for a token pair)
     sources: tuple[str, ...]
-    where: str              # "<file>: encode[3]", for messages
+    where: str  # "<file>: encode[3]", for messages
 
     def describe(self) -> str:
         if self.kind == "encode":
@@ -82,8 +89,10 @@ class Fingerprints:
     files: tuple[Path, ...]
 
     def source_text(self, keys: tuple[str, ...]) -> str:
-        return "; ".join(f"{self.sources[k]['origin']} {self.sources[k]['path']} "
-                         f"(sha256 {self.sources[k]['sha256'][:12]}...)" for k in keys)
+        return "; ".join(
+            f"{self.sources[k]['origin']} {self.sources[k]['path']} (sha256 {self.sources[k]['sha256'][:12]}...)"
+            for k in keys
+        )
 
     def digest(self) -> str:
         """sha256 over the fingerprint files (a changed fingerprint rebuilds the pack)."""
@@ -104,8 +113,9 @@ def _check_keys(obj: Any, keys: dict[str, Any], source: str, path: str, required
         if key not in keys:
             raise PackError(f"{source}: unknown key {(path + '.' if path else '') + key!r}{_hint(key, keys)}")
         if not isinstance(value, keys[key]) or isinstance(value, bool):
-            raise PackError(f"{source}: {(path + '.' if path else '') + key}: expected {keys[key]}, "
-                            f"got {type(value).__name__}")
+            raise PackError(
+                f"{source}: {(path + '.' if path else '') + key}: expected {keys[key]}, got {type(value).__name__}"
+            )
     missing = sorted(required - set(obj))
     if missing:
         raise PackError(f"{source}: {where}: missing required key(s) {missing}")
@@ -125,8 +135,10 @@ def _parse_body(data: dict, source: str, sources: dict[str, dict[str, str]]) -> 
     for key, src in data.get("sources", {}).items():
         _check_keys(src, _SOURCE_KEYS, source, f"sources.{key}", set(_SOURCE_KEYS))
         if not _ORIGIN.match(src["origin"]):
-            raise PackError(f"{source}: sources.{key}.origin: {src['origin']!r} is not pinned "
-                            "(pypi:<package>@<version>, npm:<package>@<version> or github:<owner>/<repo>@<40-hex commit>)")
+            raise PackError(
+                f"{source}: sources.{key}.origin: {src['origin']!r} is not pinned "
+                "(pypi:<package>@<version>, npm:<package>@<version> or github:<owner>/<repo>@<40-hex commit>)"
+            )
         if not _SHA256.match(src["sha256"]):
             raise PackError(f"{source}: sources.{key}.sha256: {src['sha256']!r} is not a lowercase sha256")
         if key in sources and sources[key] != src:
@@ -155,8 +167,10 @@ def load_fingerprints(path: Path, root: Path | None = None) -> Fingerprints:
     data = _read(path)
     _check_keys(data, _MODEL_KEYS, str(path), "", {"model_id", "vocabulary", "sources"})
     if data["vocabulary"] not in VOCABULARY:
-        raise PackError(f"{path}: vocabulary: {data['vocabulary']!r} is not one of {VOCABULARY}"
-                        f"{_hint(data['vocabulary'], VOCABULARY)}")
+        raise PackError(
+            f"{path}: vocabulary: {data['vocabulary']!r} is not one of {VOCABULARY}"
+            f"{_hint(data['vocabulary'], VOCABULARY)}"
+        )
     sources: dict[str, dict[str, str]] = {}
     files = [path]
     pairs = []
@@ -215,7 +229,7 @@ def verify_tokenizer_json(model_id: str, tokenizer_json: bytes, fp: Fingerprints
         raise PackError(
             f"{model_id}: PROVENANCE.md says {fixture_class}, but its fingerprints are of a {fp.vocabulary} "
             "vocabulary: a pack may be called REAL or DERIVED only when its fingerprints are the family's own "
-            "(\"vocabulary\": \"family\") and pass."
+            '("vocabulary": "family") and pass.'
         )
     try:
         tok = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
@@ -229,8 +243,9 @@ def verify_tokenizer_json(model_id: str, tokenizer_json: bytes, fp: Fingerprints
         else:
             ok, got = _token_check(tok, pair.text, pair.ids[0])
         if not ok:
-            failures.append(f"  {pair.describe()}: {got}\n    pair  {pair.where}\n"
-                            f"    source {fp.source_text(pair.sources)}")
+            failures.append(
+                f"  {pair.describe()}: {got}\n    pair  {pair.where}\n    source {fp.source_text(pair.sources)}"
+            )
     if failures:
         shown = "\n".join(failures[:12]) + (f"\n  ... and {len(failures) - 12} more" if len(failures) > 12 else "")
         raise PackError(
@@ -239,5 +254,10 @@ def verify_tokenizer_json(model_id: str, tokenizer_json: bytes, fp: Fingerprints
             "The registry package does not hold the vocabulary it is named for, or the recipe's edits moved ids. "
             "Refusing the pack."
         )
-    return {"vocabulary": fp.vocabulary, "pairs": len(fp.pairs), "passed": len(fp.pairs),
-            "files": [p.name for p in fp.files], "sources": sorted(fp.sources)}
+    return {
+        "vocabulary": fp.vocabulary,
+        "pairs": len(fp.pairs),
+        "passed": len(fp.pairs),
+        "files": [p.name for p in fp.files],
+        "sources": sorted(fp.sources),
+    }

@@ -39,7 +39,7 @@ class _Cursor:
 
     def string(self) -> str:
         n = self.unpack("<Q")
-        raw = self.data[self.pos:self.pos + n]
+        raw = self.data[self.pos : self.pos + n]
         if len(raw) != n:
             raise PackError(f"GGUF: truncated string at byte {self.pos}")
         self.pos += n
@@ -81,8 +81,15 @@ def read_gguf_metadata(data: bytes) -> dict[str, Any]:
 
 
 def _added(idx: int, content: str) -> dict:
-    return {"id": idx, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
-            "normalized": False, "special": True}
+    return {
+        "id": idx,
+        "content": content,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+        "special": True,
+    }
 
 
 def spm_bpe_tokenizer_json(meta: dict[str, Any], where: str) -> bytes:
@@ -99,7 +106,11 @@ def spm_bpe_tokenizer_json(meta: dict[str, Any], where: str) -> bytes:
     if model != "gemma4":
         raise PackError(f"{where}: GGUF tokenizer model {model!r} is not supported (supported: 'gemma4')")
     try:
-        tokens, types, merges = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"], meta["tokenizer.ggml.merges"]
+        tokens, types, merges = (
+            meta["tokenizer.ggml.tokens"],
+            meta["tokenizer.ggml.token_type"],
+            meta["tokenizer.ggml.merges"],
+        )
     except KeyError as exc:
         raise PackError(f"{where}: GGUF has no {exc.args[0]} metadata") from None
     if len(types) != len(tokens):
@@ -114,7 +125,7 @@ def spm_bpe_tokenizer_json(meta: dict[str, Any], where: str) -> bytes:
         cut = merge.find(" ", 1)  # a merge is "left right"; the left part is never empty
         if cut < 0:
             raise PackError(f"{where}: GGUF merge {rank} {merge!r} has no separator")
-        pairs.append([merge[:cut], merge[cut + 1:]])
+        pairs.append([merge[:cut], merge[cut + 1 :]])
     if not any(TOKEN_TYPES.get(t) == "byte" for t in types):
         raise PackError(f"{where}: GGUF vocabulary has no <0xXX> byte tokens; byte fallback needs them")
     unk_id = meta.get("tokenizer.ggml.unknown_token_id")
@@ -132,22 +143,38 @@ def spm_bpe_tokenizer_json(meta: dict[str, Any], where: str) -> bytes:
         "normalizer": normalizers[0] if len(normalizers) == 1 else {"type": "Sequence", "normalizers": normalizers},
         "pre_tokenizer": None,
         "post_processor": None,
-        "decoder": {"type": "Sequence", "decoders": [
-            {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
-            {"type": "ByteFallback"},
-            {"type": "Fuse"},
-        ]},
-        "model": {"type": "BPE", "dropout": None, "unk_token": tokens[unk_id] if unk_id is not None else None,
-                  "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
-                  "byte_fallback": True, "ignore_merges": False, "vocab": vocab, "merges": pairs},
+        "decoder": {
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+            ],
+        },
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": tokens[unk_id] if unk_id is not None else None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": True,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": pairs,
+        },
     }
     if meta.get("tokenizer.ggml.add_bos_token") and bos_id is not None:
         bos = tokens[bos_id]
         tok_json["post_processor"] = {
             "type": "TemplateProcessing",
             "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "pair": [
+                {"SpecialToken": {"id": bos, "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": bos, "type_id": 1}},
+                {"Sequence": {"id": "B", "type_id": 1}},
+            ],
             "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
         }
     return json.dumps(tok_json, ensure_ascii=False).encode("utf-8")

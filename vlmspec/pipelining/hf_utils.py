@@ -83,7 +83,9 @@ def patch_hf_model_for_pp(model: nn.Module, patch_inner_model: bool = True, patc
         _bind(text, inner_fn)
     if patch_causal_lm_model:
         _bind(model, outer_fn)
-    logger.debug("patched %s for PP (inner=%s, outer=%s)", type(model).__name__, patch_inner_model, patch_causal_lm_model)
+    logger.debug(
+        "patched %s for PP (inner=%s, outer=%s)", type(model).__name__, patch_inner_model, patch_causal_lm_model
+    )
 
 
 def init_hf_model_buffers(model: nn.Module, device: torch.device) -> None:
@@ -144,7 +146,11 @@ def validate_hf_model_for_pipeline_support(model: nn.Module) -> None:
     text = get_text_module(holder)
     if not isinstance(getattr(text, "layers", None), (nn.ModuleList, nn.ModuleDict)):
         problems.append(f"{type(text).__name__} has no `layers` ModuleList/ModuleDict to split into stages")
-    if _model_type(model) == "gemma4" and getattr(config, "vision_config", None) and not _has_nested_language_model(model):
+    if (
+        _model_type(model) == "gemma4"
+        and getattr(config, "vision_config", None)
+        and not _has_nested_language_model(model)
+    ):
         problems.append("Gemma4 VLM without model.model.language_model is not supported")
     if problems:
         raise ValueError(f"{type(model).__name__} is not supported for pipeline parallelism: " + "; ".join(problems))

@@ -12,7 +12,12 @@ from ._common import MULTIMODAL_SUFFIXES, TEXT_MODULE_ATTRS, _iter_layers, _mode
 from .hf_utils import model_keeps_self_forward, patch_hf_model_for_pp
 
 # Stage-0-only modules of the text decoder (Gemma4 Per-Layer Embeddings included).
-_FIRST_STAGE_TEXT_ATTRS = ("embed_tokens", "embed_tokens_per_layer", "per_layer_model_projection", "per_layer_projection_norm")
+_FIRST_STAGE_TEXT_ATTRS = (
+    "embed_tokens",
+    "embed_tokens_per_layer",
+    "per_layer_model_projection",
+    "per_layer_projection_norm",
+)
 
 
 def _resolve(model: nn.Module, path: str) -> nn.Module:
@@ -33,7 +38,8 @@ def _text_path(model: nn.Module) -> str:
                 if not isinstance(getattr(text, "layers", None), (nn.ModuleList, nn.ModuleDict)):
                     raise ValueError(
                         f"{type(model).__name__}: its text module {prefix + attr} ({type(text).__name__}) has no "
-                        "decoder `layers` list (a nested causal-LM wrapper is not supported); nothing to split into stages")
+                        "decoder `layers` list (a nested causal-LM wrapper is not supported); nothing to split into stages"
+                    )
                 return prefix + attr
     if isinstance(inner, nn.Module) and hasattr(inner, "layers"):
         return "model"

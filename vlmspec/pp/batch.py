@@ -59,8 +59,15 @@ def _chunk_phi4_image_stream(batch: MutableMapping[str, Any], batch_size: int, n
     and ``image_attention_mask [n_images, crops, h, w]``, one leading row per image."""
     pixels = batch["image_pixel_values"]
     n_images = batch.get("n_images_per_sample")
-    items, rows = _resolve_layout(pixels, None, batch_size, n_images, pixel_field="image_pixel_values",
-                                  grid_field="image_sizes", count_field="n_images_per_sample")
+    items, rows = _resolve_layout(
+        pixels,
+        None,
+        batch_size,
+        n_images,
+        pixel_field="image_pixel_values",
+        grid_field="image_sizes",
+        count_field="n_images_per_sample",
+    )
     per_image = {k: batch[k] for k in _PHI4_IMAGE_KEYS if batch.get(k) is not None}
     for key, t in per_image.items():
         if t.shape[0] != len(rows):
@@ -178,9 +185,12 @@ def prepare_vlm_media_for_pp(
             pixel_values_local=batch.get("pixel_values_local"),
         )
         _spread(chunks, step3p7)
-    elif is_step3p7 and (batch.get("pixel_values_local") is not None
-                         or int(torch.as_tensor(batch["num_local_patches"]).numel())):
-        raise ValueError("the batch has pixel_values_local/num_local_patches but no pixel_values; pass the global views")
+    elif is_step3p7 and (
+        batch.get("pixel_values_local") is not None or int(torch.as_tensor(batch["num_local_patches"]).numel())
+    ):
+        raise ValueError(
+            "the batch has pixel_values_local/num_local_patches but no pixel_values; pass the global views"
+        )
     elif is_step3:
         step3 = chunk_step3_media(
             batch["pixel_values"],
@@ -262,8 +272,10 @@ def stage_vlm_media_for_pp(
         raise TypeError(f"batch must be a dict, got {type(batch).__name__}")
     chunks = batch.get(VLM_PP_MEDIA_KEY) or []
     if not isinstance(chunks, (list, tuple)) or not all(isinstance(c, dict) for c in chunks):
-        raise TypeError(f"batch[{VLM_PP_MEDIA_KEY!r}] must be the list of per-microbatch dicts that "
-                        f"prepare_vlm_media_for_pp builds, got {chunks!r:.80}")
+        raise TypeError(
+            f"batch[{VLM_PP_MEDIA_KEY!r}] must be the list of per-microbatch dicts that "
+            f"prepare_vlm_media_for_pp builds, got {chunks!r:.80}"
+        )
     module = _first_stage_module(pp, model_parts)
     if module is not None:
         module._vlm_media_chunks = list(chunks)

@@ -143,8 +143,13 @@ def _resolve_layout(
         raise TypeError(f"{grid_field} must be a torch.Tensor or None, got {type(image_grid).__name__}")
     n_rows = pixel_values.shape[0]
     # Patches kept as images ([total_patches, C, p, p], Kimi-K2.5) are flat too: the grid's patch counts add up to the rows.
-    patch_images = (pixel_values.ndim > 2 and image_grid is not None and image_grid.ndim == 2
-                    and image_grid.shape[0] != n_rows and int(image_grid.long().prod(dim=-1).sum()) == n_rows)
+    patch_images = (
+        pixel_values.ndim > 2
+        and image_grid is not None
+        and image_grid.ndim == 2
+        and image_grid.shape[0] != n_rows
+        and int(image_grid.long().prod(dim=-1).sum()) == n_rows
+    )
 
     if pixel_values.ndim == 2 or patch_images:
         # Layouts 3/4: flat patches; the grid is the only way to know where an item's rows end.

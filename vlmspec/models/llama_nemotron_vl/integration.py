@@ -75,7 +75,9 @@ def split_model(
     The vision tower, projector, token embeddings, final norm, rotary embedding and LM head go to the
     first device; decoder layers are split in contiguous runs, the first device taking about half a share.
     """
-    config = model_path if isinstance(model_path, PreTrainedConfig) else LlamaNemotronVLConfig.from_pretrained(model_path)
+    config = (
+        model_path if isinstance(model_path, PreTrainedConfig) else LlamaNemotronVLConfig.from_pretrained(model_path)
+    )
     devices = _resolve_devices(device)
     causal = not config.bidirectional_attention
     prefix = "language_model.model" if causal else "language_model"

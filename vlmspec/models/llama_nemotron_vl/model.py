@@ -269,7 +269,9 @@ class LlamaNemotronVLModel(PreTrainedModel):
         if head is not None:
             out = self.language_model(labels=labels, **lm_kwargs)
             result = CausalLMOutputWithPast(
-                loss=out.loss, logits=out.logits, past_key_values=out.past_key_values,
+                loss=out.loss,
+                logits=out.logits,
+                past_key_values=out.past_key_values,
                 hidden_states=out.hidden_states,
             )
         else:

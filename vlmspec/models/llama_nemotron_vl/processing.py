@@ -275,7 +275,9 @@ class LlamaNemotronVLProcessor:
                 )
 
 
-def load_processor(config: Any = None, download_cache: Path | None = None, **overrides: Any) -> LlamaNemotronVLProcessor:
+def load_processor(
+    config: Any = None, download_cache: Path | None = None, **overrides: Any
+) -> LlamaNemotronVLProcessor:
     """The SYNTHETIC processor for ``config`` (a :class:`LlamaNemotronVLConfig`; None = its defaults).
 
     Tile size, tokens per tile, tiling and the retrieval prefixes/max lengths come from the config;

@@ -59,9 +59,7 @@ def _filter_vision_embeddings_by_image_flags(
         return vit_embeds
     flags = image_flags.reshape(-1)
     if flags.shape[0] != vit_embeds.shape[0]:
-        raise ValueError(
-            f"image_flags has {flags.shape[0]} entries but there are {vit_embeds.shape[0]} vision tiles"
-        )
+        raise ValueError(f"image_flags has {flags.shape[0]} entries but there are {vit_embeds.shape[0]} vision tiles")
     return vit_embeds[flags.to(vit_embeds.device) == 1]
 
 
@@ -80,9 +78,7 @@ def _replace_image_token_embeddings(
     """
     hidden = input_embeds.shape[-1]
     if vit_embeds.shape[-1] != hidden:
-        raise ValueError(
-            f"vision embeddings have hidden size {vit_embeds.shape[-1]} but text embeddings have {hidden}"
-        )
+        raise ValueError(f"vision embeddings have hidden size {vit_embeds.shape[-1]} but text embeddings have {hidden}")
     flat = vit_embeds.reshape(-1, hidden).to(device=input_embeds.device, dtype=input_embeds.dtype)
     selected = input_ids.to(input_embeds.device) == img_context_token_id
     n_tokens = int(selected.sum())
