@@ -561,21 +561,24 @@ def build_labels_from_template(
     never supervised unless BPE fused it with answer characters.
     """
     _check_label_inputs(input_ids_batch, conversations)
-    layout = _resolve_turn_layout(processor)
-    if layout is None:
+    # marker and stop through resolve_turn_markers, scaffold through resolve_turn_scaffold: the seams
+    # that the strategy selection above describes (and that tests/mutants/ replace)
+    markers = resolve_turn_markers(processor)
+    if markers is None:
         logger.warning("falling back to legacy pattern-matching labels for %s", type(processor).__name__)
         return build_labels(input_ids_batch, conversations, processor)
+    marker, stop = markers
+    layout = _resolve_turn_layout(processor)  # cached: the rest of the layout (open turns, template whitespace)
     tok = _tokenizer_of(processor)
-    marker = layout.marker
-    if layout.open_turn is not None:
+    if layout is not None and layout.open_turn is not None:
         starts = _exact_starts(input_ids_batch, marker) + _straddled_starts(input_ids_batch, marker, tok)
         labels = label_open_turns(input_ids_batch, starts, marker, layout.open_turn, getattr(tok, "pad_token_id", None))
     else:
-        labels = _build_labels_from_markers(input_ids_batch, marker, layout.stop)
-        labels = _label_straddled_turns(labels, input_ids_batch, marker, layout.stop, tok)
-    if layout.gap or layout.pre_stop:
-        labels = _mask_template_whitespace(labels, input_ids_batch, layout, tok)
-    return _mask_scaffold(labels, input_ids_batch, marker + layout.scaffold, len(marker))
+        labels = _build_labels_from_markers(input_ids_batch, marker, stop)
+        labels = _label_straddled_turns(labels, input_ids_batch, marker, stop, tok)
+    if layout is not None and (layout.gap or layout.pre_stop):
+        labels = _mask_template_whitespace(labels, input_ids_batch, layout._replace(marker=marker), tok)
+    return _mask_scaffold(labels, input_ids_batch, marker + resolve_turn_scaffold(processor), len(marker))
 
 
 def _exact_starts(input_ids: torch.Tensor, marker: list[int]) -> list[tuple[int, int]]:
