@@ -10,6 +10,7 @@ from . import impl
 from .checks import IGNORE, CheckFailure, decode_runs, header, runs
 from .corpus import Case
 from .loading import collate_for, load_processor, load_tiny_model, resolve_module
+from .oracle import renderer
 from .registry import FamilySpec
 
 TOLERANCE = 1e-5  # fp32: the masked image must not change real-token logits beyond round-off
@@ -104,7 +105,67 @@ def check_fake_image_invisible(spec: FamilySpec, case: Case) -> None:
     fake = collate(examples=[{"conversation": fake_conv, "_injected_fake": True}], processor=processor)
     plain = collate(examples=[{"conversation": case.conversation}], processor=processor)
     check_fake_masking(spec, case, fake, 0)
+    check_media_helpers(spec, case, fake_conv)
+    check_direct_masking(spec, case, fake_conv)
     _compare_real_logits(spec, case, fake, 0, plain, "fake_image")
+
+
+def check_media_helpers(spec: FamilySpec, case: Case, fake_conv: list) -> None:
+    """The documented media predicates agree with the corpus: the text-only conversation has no media,
+    the injected one has, and a batch has media iff one of its conversations has."""
+    where = header(spec, case.id, "fake_image")
+    has_media = impl.get("fake_image", "_conversation_has_media")
+    batch_has_media = impl.get("fake_image", "_batch_has_media")
+    plain = case.conversation
+    answers = {
+        "_conversation_has_media(text-only conversation)": (has_media(conversation=plain), False),
+        "_conversation_has_media(with the fake image)": (has_media(conversation=fake_conv), True),
+        "_batch_has_media([text-only, text-only])": (batch_has_media(conversations=[plain, plain]), False),
+        "_batch_has_media([text-only, with the fake image])": (batch_has_media(conversations=[plain, fake_conv]), True),
+    }
+    wrong = [f"{call} returned {got!r}, expected {want!r}" for call, (got, want) in answers.items() if got != want]
+    if wrong:
+        raise CheckFailure("\n".join([f"{where} the documented media predicates disagree with the corpus:", *wrong]))
+
+
+def check_direct_masking(spec: FamilySpec, case: Case, fake_conv: list) -> None:
+    """``mask_fake_vision_tokens_batch`` on the processor's own ids masks only the selected row, and
+    ``mask_fake_vision_tokens_single`` masks a 1-D sample the same way: ``attention_mask`` 0 at every
+    declared vision token and unchanged elsewhere, ``input_ids`` unchanged. The page documents only the
+    attention mask and no return value, so the result is the returned dict or, when None, the argument
+    (masked in place); labels are not judged here (the collate's are, in :func:`check_fake_masking`)."""
+    from .checks import _images_in
+
+    where = header(spec, case.id, "fake_image")
+    processor = load_processor(spec.model_id)
+    mask_batch = impl.get("fake_image", "mask_fake_vision_tokens_batch")
+    mask_single = impl.get("fake_image", "mask_fake_vision_tokens_single")
+    text = renderer(processor).apply_chat_template(fake_conv, tokenize=False)
+    images = [im.convert("RGB") for im in _images_in(fake_conv)]
+    ids = processor(text=[text], images=images, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    vision = torch.isin(ids, torch.tensor(vision_token_ids(spec, processor)))
+    expected = (~vision).long()
+    batch = {"input_ids": torch.stack([ids, ids]), "attention_mask": torch.ones(2, len(ids), dtype=torch.long)}
+    returned = mask_batch(batch=batch, processor=processor, sample_indices=[1])
+    out = batch if returned is None else returned
+    sample = {"input_ids": ids.clone(), "attention_mask": torch.ones_like(ids)}
+    returned = mask_single(sample_dict=sample, processor=processor)
+    single = sample if returned is None else returned
+    problems = []
+    if not torch.equal(out["input_ids"], torch.stack([ids, ids])) or not torch.equal(single["input_ids"], ids):
+        problems.append("input_ids changed")
+    if not torch.equal(out["attention_mask"][0], torch.ones_like(ids)):
+        problems.append("mask_fake_vision_tokens_batch masked row 0, which sample_indices=[1] does not select")
+    for name, mask in (
+        ("mask_fake_vision_tokens_batch, row 1", out["attention_mask"][1]),
+        ("mask_fake_vision_tokens_single", single["attention_mask"]),
+    ):
+        off = (mask != expected).nonzero().flatten().tolist()
+        if off:
+            problems.append(f"{name}: attention_mask is not 'declared vision tokens 0, the rest 1' at {runs(off)}:")
+            problems += decode_runs(processor.tokenizer, ids.tolist(), off)[:4]
+    if problems:
+        raise CheckFailure("\n".join([f"{where} masking the fake image's vision tokens directly:", *problems]))
 
 
 def _compare_real_logits(spec, case, fake, row, plain, check, plain_row=0) -> None:
