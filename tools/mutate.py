@@ -154,12 +154,16 @@ def prepare(suite: str, scope: list[str], selection: list[str], smoke: bool, kee
         _mirror(ROOT / name, ws / name)
     stamp = ws / "test-side.sha256"
     digest = _tree_digest(ws, scope, selection)
-    if keep:  # --retest-survivors: the stamp stays old, so the next full run starts over
-        return ws
-    if (ws / "mutants").exists() and (not stamp.exists() or stamp.read_text() != digest):
-        print(f"mutate: {ws.name}: checks, fixtures or vlmspec changed since the cached run; starting over", flush=True)
-        shutil.rmtree(ws / "mutants")
-    stamp.write_text(digest)
+    # --retest-survivors (keep): the cache stays and the stamp stays old, so the next full run starts over
+    if not keep:
+        if (ws / "mutants").exists() and (not stamp.exists() or stamp.read_text() != digest):
+            print(
+                f"mutate: {ws.name}: checks, fixtures or vlmspec changed since the cached run; starting over",
+                flush=True,
+            )
+            shutil.rmtree(ws / "mutants")
+        stamp.write_text(digest)
+    # always: the mirror above copied the checkout's pyproject.toml over the generated [tool.mutmut] table
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     if "[tool.mutmut]" in pyproject:
         raise SystemExit("pyproject.toml has its own [tool.mutmut]; tools/mutate.py owns that table")
