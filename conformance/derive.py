@@ -24,9 +24,9 @@ from typing import Any
 
 from PIL import Image
 
-from .checks import processor_ids
+from .checks import _images_in, processor_ids
 from .corpus import load_corpus
-from .oracle import renderer
+from .oracle import _closing_kinds, renderer
 from .registry import CHECKS, FamilySpec
 
 PROBE_SIZES = ((56, 56), (112, 84), (200, 130), (320, 240), (1000, 800))
@@ -72,12 +72,6 @@ def _encode(processor: Any, image: Image.Image | None) -> dict[str, Any]:
     return processor(text=[rendered], return_tensors="pt", add_special_tokens=False, **kwargs)
 
 
-def _structural(tok: Any) -> set[int]:
-    ids = set(getattr(tok, "all_special_ids", None) or [])
-    ids.update(int(i) for i in (getattr(tok, "added_tokens_decoder", None) or {}))
-    return ids
-
-
 def vision_tokens(processor: Any) -> tuple[list[str], str | None]:
     """(special/added tokens that images add to the ids, the image placeholder token or None).
 
@@ -86,7 +80,7 @@ def vision_tokens(processor: Any) -> tuple[list[str], str | None]:
     placeholder is the added token an image repeats most (the one that receives image features).
     """
     tok = processor.tokenizer
-    structural = _structural(tok)
+    structural = _closing_kinds(tok)  # the tokenizer's special and added tokens
     without = set(_encode(processor, None)["input_ids"][0].tolist())
     added: Counter = Counter()
     for size in VISION_PROBE_SIZES:
@@ -182,13 +176,7 @@ def _corpus_single_images() -> list[Image.Image]:
     """Every corpus image that is the only image of its conversation (RGB)."""
     images = []
     for case in load_corpus():
-        found = [
-            item["image"]
-            for m in case.conversation
-            if isinstance(m["content"], list)
-            for item in m["content"]
-            if item.get("type") == "image"
-        ]
+        found = _images_in(case.conversation)
         if len(found) == 1:
             images.append(found[0].convert("RGB"))
     return images
@@ -199,13 +187,7 @@ def staged_fixtures(processor: Any) -> list[str]:
     by_images: dict[int, list[tuple[int, str]]] = {}
     for case in load_corpus():
         conversation = case.conversation
-        n = sum(
-            1
-            for m in conversation
-            if isinstance(m["content"], list)
-            for item in m["content"]
-            if item.get("type") == "image"
-        )
+        n = len(_images_in(conversation))
         by_images.setdefault(n, []).append((len(processor_ids(processor, conversation)[0]), case.id))
     ranked = {n: [cid for _, cid in sorted(rows)] for n, rows in by_images.items()}
     picks, used = [], Counter()

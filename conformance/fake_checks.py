@@ -10,7 +10,6 @@ from . import impl
 from .checks import IGNORE, CheckFailure, decode_runs, header, runs
 from .corpus import Case
 from .loading import collate_for, load_processor, load_tiny_model, resolve_module
-from .oracle import renderer
 from .registry import FamilySpec
 
 TOLERANCE = 1e-5  # fp32: the masked image must not change real-token logits beyond round-off
@@ -134,15 +133,13 @@ def check_direct_masking(spec: FamilySpec, case: Case, fake_conv: list) -> None:
     declared vision token and unchanged elsewhere, ``input_ids`` unchanged. The page documents only the
     attention mask and no return value, so the result is the returned dict or, when None, the argument
     (masked in place); labels are not judged here (the collate's are, in :func:`check_fake_masking`)."""
-    from .checks import _images_in
+    from .checks import processor_ids
 
     where = header(spec, case.id, "fake_image")
     processor = load_processor(spec.model_id)
     mask_batch = impl.get("fake_image", "mask_fake_vision_tokens_batch")
     mask_single = impl.get("fake_image", "mask_fake_vision_tokens_single")
-    text = renderer(processor).apply_chat_template(fake_conv, tokenize=False)
-    images = [im.convert("RGB") for im in _images_in(fake_conv)]
-    ids = processor(text=[text], images=images, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    ids = torch.tensor(processor_ids(processor, fake_conv)[0])  # the processor's own ids, unmasked
     vision = torch.isin(ids, torch.tensor(vision_token_ids(spec, processor)))
     expected = (~vision).long()
     batch = {"input_ids": torch.stack([ids, ids]), "attention_mask": torch.ones(2, len(ids), dtype=torch.long)}
