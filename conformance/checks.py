@@ -3,6 +3,7 @@ with a message that names the model, fixture class, fixture and check and shows 
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -127,14 +128,54 @@ def reference_ids(spec: FamilySpec, case: Case) -> tuple[list[int], str]:
     return _REFERENCE[key]
 
 
+def collate_row_ids(c: Collated) -> list[int]:
+    """The collate's own unshifted row: ``input_ids`` (padding dropped) plus the token its last label
+    predicts, when that label is supervised (the documented contract drops the last position)."""
+    ids = c.batch["input_ids"][0]
+    mask = c.batch.get("attention_mask")
+    labels = c.batch["labels"][0].tolist()
+    row = ids.tolist()
+    if mask is not None and not bool(mask[0].all()) and c.batch["input_ids"].shape[0] > 1:
+        row = [t for t, m in zip(row, mask[0].tolist()) if m]  # padding only exists next to other samples
+    return row + ([labels[len(row) - 1]] if row and labels[len(row) - 1] != IGNORE else [])
+
+
+def id_diff(tokenizer: Any, reference: list[int], got: list[int], limit: int = 8) -> tuple[dict[int, int], list[str]]:
+    """Align the collate's row ``got`` to the template's ``reference`` ids (difflib, token level).
+
+    Returns ``{collate position: reference position}`` for the tokens they share, and one decoded line
+    per differing span: ``positions a-b: 'template text' -> 'collate text'``.
+    """
+    matcher = difflib.SequenceMatcher(a=reference, b=got, autojunk=False)
+    where: dict[int, int] = {}
+    lines = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            where.update({j1 + k: i1 + k for k in range(i2 - i1)})
+            continue
+        lines.append(
+            f"  template positions {i1}-{i2 - 1} / collate {j1}-{j2 - 1}: "
+            f"{tokenizer.decode(reference[i1:i2])!r} -> {tokenizer.decode(got[j1:j2])!r}"
+        )
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"  … {len(lines) - limit} more differing span(s)"]
+    return where, lines
+
+
 def check_shift_contract(spec: FamilySpec, case: Case, c: Collated) -> None:
     """input_ids == full[:-1]; every supervised label equals the next input token."""
     where = header(spec, case.id, "labels")
     ids = c.batch["input_ids"][0].tolist()
     if ids != c.full_ids[:-1]:
+        _, lines = id_diff(load_processor(spec.model_id).tokenizer, c.full_ids[:-1], ids)
         raise CheckFailure(
-            f"{where} collate input_ids are not the processor's ids minus the last position "
-            f"(len {len(ids)} vs {len(c.full_ids)})"
+            "\n".join(
+                [
+                    f"{where} collate input_ids are not the processor's ids minus the last position "
+                    f"(len {len(ids)} vs {len(c.full_ids) - 1}); decoded differences:",
+                    *lines,
+                ]
+            )
         )
     labels = c.batch["labels"][0].tolist()
     bad = [t for t, v in enumerate(labels) if v != IGNORE and v != c.full_ids[t + 1]]
@@ -144,20 +185,38 @@ def check_shift_contract(spec: FamilySpec, case: Case, c: Collated) -> None:
 
 def check_labels_vs_oracle(spec: FamilySpec, case: Case) -> None:
     c = collate_case(spec, case)
-    check_shift_contract(spec, case, c)
     processor = load_processor(spec.model_id)
+    tok = processor.tokenizer
+    lines: list[str] = []
+    row = collate_row_ids(c)
+    if row == c.full_ids or c.batch["input_ids"][0].tolist() == c.full_ids[:-1]:
+        check_shift_contract(spec, case, c)
+        got, foreign = c.supervised, []
+    else:
+        # A collate that renders its own template (a training framework's): judge its labels on the
+        # tokens it shares with the model's chat template, and show where the two differ.
+        aligned, diff = id_diff(tok, c.full_ids, row)
+        lines += ["input_ids differ from the model's chat template (the oracle's reference); decoded:", *diff]
+        labels = c.batch["labels"][0].tolist()
+        bad = [t for t, v in enumerate(labels) if v != IGNORE and t + 1 < len(row) and v != row[t + 1]]
+        if bad:
+            lines.append(f"labels are not shifted by one: labels[t] != input_ids[t+1] at {runs(bad)}")
+        mine = [t + 1 for t, v in enumerate(labels) if v != IGNORE]
+        got = sorted(aligned[p] for p in mine if p in aligned)
+        foreign = [p for p in mine if p not in aligned]
     turns = oracle_supervised_positions(processor, case.conversation, c.full_ids, render_transform(spec))
     expected = sorted({p for t in turns for p in t.tokens if p > 0})
-    got = c.supervised
     extra = sorted(set(got) - set(expected))
     missing = sorted(set(expected) - set(got))
-    if extra or missing:
-        tok = processor.tokenizer
-        lines = [f"{header(spec, case.id, 'labels')} supervised tokens differ from the oracle"]
+    if extra or missing or foreign or lines:
+        verdict = "differ from" if extra or missing or foreign else "agree with"
+        lines = [f"{header(spec, case.id, 'labels')} supervised tokens {verdict} the oracle", *lines]
         if extra:
             lines += ["supervised but not an answer/closing token:", *decode_runs(tok, c.full_ids, extra)]
         if missing:
             lines += ["answer/closing tokens left unsupervised:", *decode_runs(tok, c.full_ids, missing)]
+        if foreign:
+            lines += ["supervised tokens the chat template does not have:", *decode_runs(tok, row, foreign)]
         lines.append(f"rendered prompt: {c.rendered!r}")
         raise CheckFailure("\n".join(lines))
     n_assistant = sum(m["role"] == "assistant" for m in case.conversation)

@@ -2,7 +2,9 @@
 
 The checks never import ``vlmspec`` directly: they ask :func:`get` for a documented name, and the
 active implementation's table says which module provides it. ``vlmspec`` is the default;
-``nemo_automodel`` maps to the documented module paths of the PyPI package; any other value is a
+``nemo_automodel`` maps to the documented module paths of the PyPI package; a training framework's
+name (``trl``, ``llamafactory``, ``ms_swift``, ``axolotl``: :data:`conformance.frameworks.ADAPTERS`) runs
+its adapter as the documented collate module; any other value is a
 module path whose module defines ``VLMSPEC_IMPL`` (a table like the ones below) — the mutants under
 ``tests/mutants/`` use that to run the suite against a deliberately broken copy of vlmspec.
 
@@ -23,6 +25,8 @@ import re
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from .frameworks import ADAPTER_ROOTS, ADAPTERS
 
 DOCUMENTED = ("fake_image", "collate_fns", "pp_media", "pipelining", "llama_nemotron_vl")
 
@@ -128,6 +132,17 @@ def activate(name: str) -> None:
                 f"--impl {name}: the implementation is not installed (module `{root}` not found): "
                 f"pip install {BUILTIN_PACKAGES.get(name, name)}"
             )
+    elif name in ADAPTERS:
+        # a training framework through its adapter: the adapter is the documented collate module
+        try:
+            importlib.import_module(ADAPTERS[name])
+        except ImportError as exc:
+            raise ValueError(
+                f"--impl {name}: the framework's adapter does not import ({type(exc).__name__}: {exc}); "
+                f"install the framework with `./dev frameworks --install {name}` and put .venv-fw/{name} on "
+                "PYTHONPATH (./dev frameworks does both)"
+            ) from exc
+        table, lineage = {"collate_fns": ADAPTERS[name]}, (name,)
     else:
         try:
             module = importlib.import_module(name)
@@ -157,6 +172,16 @@ def _declared_base(name: str) -> str | None:
 
 def active() -> str:
     return _ACTIVE["name"]
+
+
+def framework() -> Any:
+    """The active implementation's :class:`conformance.frameworks.Framework` when it is a framework
+    adapter (``--impl trl``), else None."""
+    from .frameworks import framework as lookup
+
+    if active() in BUILTIN:
+        return None
+    return lookup(active())
 
 
 def names() -> list[str]:
@@ -241,12 +266,19 @@ def _from_import_error(exc: ImportError) -> Dependency | None:
 
 
 def impl_roots() -> set[str]:
-    """Top-level packages of the active implementation (its table's modules and an ``--impl`` module path)."""
+    """Top-level packages of the active implementation (its table's modules and an ``--impl`` module path;
+    for a framework adapter, the framework's package, not the harness that holds the adapter)."""
+    if active() in ADAPTERS:
+        return {ADAPTER_ROOTS[active()]}
     return {p.split(".")[0] for p in _ACTIVE["table"].values()} | {active().split(".")[0]}
 
 
 def _impl_dirs() -> list[str]:
     dirs = []
+    if active() in ADAPTERS:  # the adapter file itself runs the framework's code
+        spec = importlib.util.find_spec(ADAPTERS[active()])
+        if spec is not None and spec.origin:
+            dirs.append(os.path.realpath(spec.origin))
     for root in impl_roots():
         try:
             spec = importlib.util.find_spec(root)

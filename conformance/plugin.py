@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -242,7 +243,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "family" not in names:
         return
     check = getattr(metafunc.module, "CHECK", None)
-    specs = [v for s in selected_specs(metafunc.config) for v in s.variants() if check is None or check in v.checks]
+    specs = [v for s in selected_specs(metafunc.config) for v in _variants(s) if check is None or check in v.checks]
     if "case" in names:
         from .corpus import load_corpus
 
@@ -251,6 +252,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(("family", "case"), pairs, ids=[f"{s.label}::{c.id}" for s, c in pairs])
     else:
         metafunc.parametrize("family", specs, ids=[s.label for s in specs])
+
+
+def _variants(spec):
+    """The record and its ``also_collate`` copies; under a framework adapter, one row per model that runs
+    the adapter's collate (the record's collates, and their documented text injections, are the
+    documented API's, not the framework's)."""
+    from . import impl
+    from .frameworks import COLLATE_NAME
+
+    if impl.framework() is None:
+        return spec.variants()
+    return [replace(spec, collate=COLLATE_NAME, variant="", also_collate=())]
 
 
 def _case_id(item: pytest.Item) -> str:
@@ -292,6 +305,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from .registry import expected_failure_for
 
     names = impl.names()
+    framework = impl.framework()
     if any(_cell(item) for item in items):
         _registry()  # a bad findings file: a usage error naming it, before any case runs
     refused = _refused_packs(
@@ -322,6 +336,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = spec.skip(check, case_id) if spec is not None else None
         if skip is not None:
             item.add_marker(pytest.mark.skip(reason=skip.reason))
+        elif framework is not None:
+            # a check or family the framework cannot express is a '—' cell with its reason, not a verdict
+            cannot = framework.check_reason(check) or (
+                framework.family_reason(spec.processor_class) if spec is not None else None
+            )
+            if cannot is not None:
+                item.add_marker(pytest.mark.skip(reason=cannot))
+                item.user_properties.append(("vlmspec", info))
+                continue
         xf = expected_failure_for(label, model_id, check, case_id, names)
         if xf is not None:
             item.add_marker(pytest.mark.xfail(reason=xf.reason + (f" ({xf.link})" if xf.link else ""), strict=True))
