@@ -68,6 +68,30 @@ def _images_in(conversation: list) -> list:
     ]
 
 
+def _media_in(conversation: list, kind: str) -> list:
+    """The ``kind`` items' values (``image``, ``video``, ``audio``) in conversation order."""
+    return [
+        item[kind]
+        for m in conversation
+        if isinstance(m["content"], list)
+        for item in m["content"]
+        if item.get("type") == kind
+    ]
+
+
+def _waveform(processor: Any, audio: Any) -> Any:
+    """An audio item as the 1-D float array processors take, read from its file at the processor's rate."""
+    if not isinstance(audio, str):
+        return audio
+    import soundfile
+
+    data, rate = soundfile.read(audio, dtype="float32", always_2d=True)
+    wanted = getattr(getattr(processor, "feature_extractor", None), "sampling_rate", rate)
+    if rate != wanted:
+        raise ValueError(f"{audio}: recorded at {rate} Hz, the processor's feature extractor takes {wanted} Hz")
+    return data.mean(axis=1)
+
+
 def render_transform(spec: FamilySpec):
     """The documented rewrite of the rendered prompt by the family's collate, from its record.
 
@@ -85,8 +109,12 @@ def processor_ids(processor: Any, conversation: list, transform=None) -> tuple[l
     rendered = renderer(processor).apply_chat_template(conversation, tokenize=False)
     if transform is not None:
         rendered = transform(rendered)
-    images = _images_in(conversation)
-    kwargs = {"images": [im.convert("RGB") for im in images]} if images else {}
+    images, videos, audio = (_media_in(conversation, kind) for kind in ("image", "video", "audio"))
+    kwargs: dict[str, Any] = {"images": [im.convert("RGB") for im in images]} if images else {}
+    if videos:  # paths: the processor's own video loader decodes and samples them
+        kwargs["videos"] = videos
+    if audio:
+        kwargs["audio"] = [_waveform(processor, a) for a in audio]
     # the template renders BOS itself; the tokenizer must not add a second one
     out = processor(text=[rendered], return_tensors="pt", add_special_tokens=False, **kwargs)
     return out["input_ids"][0].tolist(), rendered
@@ -195,7 +223,10 @@ def check_labels_vs_oracle(spec: FamilySpec, case: Case) -> None:
     else:
         # A collate that renders its own template (a training framework's): judge its labels on the
         # tokens it shares with the model's chat template, and show where the two differ.
-        aligned, diff = id_diff(tok, c.full_ids, row)
+        # the contract drops the last position: without a supervised last label the row ends one token
+        # early, and so does the reference it is compared with
+        reference = c.full_ids if len(row) > c.batch["input_ids"].shape[1] else c.full_ids[:-1]
+        aligned, diff = id_diff(tok, reference, row)
         lines += ["input_ids differ from the model's chat template (the oracle's reference); decoded:", *diff]
         labels = c.batch["labels"][0].tolist()
         bad = [t for t, v in enumerate(labels) if v != IGNORE and t + 1 < len(row) and v != row[t + 1]]

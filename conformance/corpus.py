@@ -1,7 +1,10 @@
 """The fixture corpus: conversations stored as JSON under ``fixtures/conversations/``.
 
 Images are described by ``{"width", "height", "seed", "mode"}`` and generated deterministically, so
-the corpus is small, reviewable text.
+the corpus is small, reviewable text. Videos (``{"frames", "width", "height", "seed", "fps"}``) and audio
+(``{"seconds", "sample_rate", "seed"}``) are generated the same way and written to real ``.mp4``/``.wav``
+files (:mod:`conformance.media`): the documented path hands them to the processor as paths, so its own
+loaders run. A case runs on a family only when the family's record declares every medium it holds.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 
 import torch
 from PIL import Image
+
+from .media import audio_file, video_file
 
 CONVERSATIONS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "conversations"
 
@@ -32,7 +37,16 @@ class Case:
 
     @property
     def has_media(self) -> bool:
-        return any('"type": "image"' in m or '"type": "video"' in m for m in self.raw)
+        """Whether the case holds an image or a video (what makes a fake image unnecessary)."""
+        return bool(self.media & {"image", "video"})
+
+    @property
+    def media(self) -> frozenset[str]:
+        """The media kinds in the conversation: a subset of {"image", "video", "audio"}."""
+        return frozenset(kind for kind in MEDIA if any(f'"type": "{kind}"' in m for m in self.raw))
+
+
+MEDIA = ("image", "video", "audio")
 
 
 def generate_image(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Image:
@@ -47,8 +61,13 @@ def _materialize_message(message: dict[str, Any]) -> dict[str, Any]:
     content = message["content"]
     if isinstance(content, list):
         for item in content:
-            if item.get("type") == "image" and isinstance(item.get("image"), dict):
+            kind = item.get("type")
+            if kind == "image" and isinstance(item.get("image"), dict):
                 item["image"] = generate_image(**item["image"])
+            elif kind == "video" and isinstance(item.get("video"), dict):
+                item["video"] = video_file(**item["video"])
+            elif kind == "audio" and isinstance(item.get("audio"), dict):
+                item["audio"] = audio_file(**item["audio"])
     return message
 
 

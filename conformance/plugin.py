@@ -248,7 +248,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from .corpus import load_corpus
 
         case_filter = getattr(metafunc.module, "case_filter", lambda case: True)
-        pairs = [(s, c) for s in specs for c in load_corpus() if case_filter(c)]
+        # a case runs where the record declares every medium it holds (image, video, audio)
+        pairs = [(s, c) for s in specs for c in load_corpus() if case_filter(c) and c.media <= set(s.media)]
         metafunc.parametrize(("family", "case"), pairs, ids=[f"{s.label}::{c.id}" for s, c in pairs])
     else:
         metafunc.parametrize("family", specs, ids=[s.label for s in specs])
@@ -334,8 +335,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.user_properties.append(("vlmspec", info))
             continue
         skip = spec.skip(check, case_id) if spec is not None else None
+        missing = _media_problem(item)
         if skip is not None:
             item.add_marker(pytest.mark.skip(reason=skip.reason))
+        elif missing is not None:
+            item.add_marker(pytest.mark.skip(reason=missing))
         elif framework is not None:
             # a check or family the framework cannot express is a '—' cell with its reason, not a verdict
             cannot = framework.check_reason(check) or (
@@ -353,6 +357,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _PACK_REFUSED = pytest.StashKey[str]()
+
+
+def _media_problem(item: pytest.Item) -> str | None:
+    """Why this machine cannot decode a medium of the item's corpus case (an environment problem), else None."""
+    from .media import decoding_problem
+
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec else None
+    for kind in sorted(getattr(case, "media", ())):
+        problem = decoding_problem(kind)
+        if problem is not None:
+            return problem
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -455,7 +472,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             )
         elif report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-            result.update(outcome="skipped", reason=reason.removeprefix("Skipped: "))
+            reason = reason.removeprefix("Skipped: ")
+            # the harness's own environment (e.g. no FFmpeg for the video fixtures): no verdict, named as such
+            result.update(outcome="env" if reason.startswith("environment: ") else "skipped", reason=reason)
         else:
             result.update(outcome=report.outcome if report.when == "call" else "error")
         _STATE.setdefault("outcomes", defaultdict(lambda: defaultdict(list)))[info["model"]][info["check"]].append(

@@ -86,6 +86,7 @@ class FamilySpec:
     also_collate: tuple[str, ...] = ()  # further collates to run (e.g. default_collate_fn beside the family's)
     also_collate_checks: tuple[str, ...] = ("labels", "label_consistency", "golden")
     variant: str = ""  # set on the copies that run an also_collate
+    media: tuple[str, ...] = ("image",)  # what the processor takes: corpus cases with other media do not run
     extra: dict[str, Any] = field(default_factory=dict)  # validated: pp, text_injection, processor_factory, notes
 
     @property
@@ -149,6 +150,7 @@ class FamilySpec:
             template_behaviour=tuple(data.get("template_behaviour", ())),
             also_collate=tuple(data.get("also_collate", ())),
             also_collate_checks=tuple(data.get("also_collate_checks", ("labels", "label_consistency", "golden"))),
+            media=tuple(data.get("media", ("image",))),
             extra={k: v for k, v in data.items() if k in _EXTRA},
         )
 
@@ -257,6 +259,7 @@ def record_schema(data: dict[str, Any]) -> Obj:
             "template_behaviour": ListOf(TEMPLATE_ENTRY),
             "also_collate": ListOf(str),
             "also_collate_checks": ListOf(Choice(CHECKS, "check")),
+            "media": ListOf(Choice(("image", "video", "audio"), "medium")),
             "text_injection": MapOf(
                 Obj({"after": str, "insert": str}, required={"after", "insert"}),
                 key=Choice(collates, "collate of this record"),

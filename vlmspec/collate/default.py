@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 
 from ..fake_image import _get_vision_token_ids, mask_fake_vision_tokens_batch
 from .labels import IGNORE_INDEX, _tokenizer_of, build_labels_from_template, resolve_turn_markers
+from .audio import audio_sampling_rate, extract_audio
 from .media import (
     _count_media_per_sample,
     _ensure_rgb,
@@ -103,6 +104,12 @@ def tokenize_conversations(
         kwargs["images"] = [_extract_media_from_conversations([conv])[0] or [] for conv in conversations]
     if videos is not None:
         kwargs["videos"] = videos
+    if "audio" not in kwargs:
+        # audio items go to the processor too (decoded at its feature extractor's rate, in conversation
+        # order): its template renders an audio placeholder it must expand (Gemma 4's <|audio|>)
+        clips = [c for sample in extract_audio(conversations, audio_sampling_rate(processor)) for c in sample]
+        if clips:
+            kwargs["audio"] = clips
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
     try:
