@@ -18,8 +18,8 @@ import torch
 from PIL import Image as PILImage
 
 from ..fake_image import _get_vision_token_ids, mask_fake_vision_tokens_batch
-from .labels import IGNORE_INDEX, _tokenizer_of, build_labels_from_template, resolve_turn_markers
 from .audio import audio_sampling_rate, extract_audio
+from .labels import IGNORE_INDEX, _tokenizer_of, build_labels_from_template, resolve_turn_markers
 from .media import (
     _count_media_per_sample,
     _ensure_rgb,
