@@ -342,8 +342,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=missing))
         elif framework is not None:
             # a check or family the framework cannot express is a '—' cell with its reason, not a verdict
+            case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
             cannot = framework.check_reason(check) or (
-                framework.family_reason(spec.processor_class) if spec is not None else None
+                (
+                    framework.family_reason(spec.processor_class)
+                    or framework.media_reason(spec.processor_class, getattr(case, "media", frozenset()))
+                )
+                if spec is not None
+                else None
             )
             if cannot is not None:
                 item.add_marker(pytest.mark.skip(reason=cannot))

@@ -117,7 +117,7 @@ def cell_fraction(cell: dict[str, Any]) -> str:
     """``FAIL 2/25``, ``pass 25/25``, ``xfail 3/25``, ``env 25/25`` or ``skip``."""
     status, counts = cell["status"], cell["counts"]
     if status not in _COUNTED:
-        return status
+        return "—" if _not_expressible(cell) else status
     text = f"{status} {sum(counts.get(k, 0) for k in _COUNTED[status])}/{sum(counts.values())}"
     # a cell that also holds verdicts says so: 'env 3/102' alone would hide 88 recorded deviations
     others = [
@@ -129,6 +129,8 @@ def cell_fraction(cell: dict[str, Any]) -> str:
 
 
 def cell_text(cell: dict[str, Any]) -> str:
+    if _not_expressible(cell):
+        return "—"
     counts = cell["counts"]
     parts = [f"{n} {k}" for k, n in sorted(counts.items())]
     return f"{cell['status']} ({', '.join(parts)})" if parts else cell["status"]
@@ -285,8 +287,23 @@ def to_terminal(report: dict[str, Any]) -> list[str]:
         out.append("legend: " + ", ".join(legend) + "; k/n = cases with that status / cases run")
     for model_id, model in report["models"].items():
         out += [f"{model_id}: {e}" for e in model.get("environment", ())]
-    out += [f"{m} · {c}: {cell_fraction(cell)}: {summary_line(cell)}" for m, c, cell in findings(report)]
+    found = findings(report)
+    dashes = [f for f in found if _not_expressible(f[2])]
+    out += [
+        f"{m} · {c}: {cell_fraction(cell)}: {summary_line(cell)}" for m, c, cell in found if not _not_expressible(cell)
+    ]
+    if dashes:
+        out.append(
+            f"{len(dashes)} cell(s) '—': the implementation cannot express them (a framework without that check, "
+            "family or medium); each reason is in the Markdown and JSON reports"
+        )
     return out
+
+
+def _not_expressible(cell: dict[str, Any]) -> bool:
+    """A skip cell whose every case is a '—' (the implementation cannot express it), not a finding."""
+    results = cell.get("results") or []
+    return cell["status"] == "skip" and bool(results) and all(r["reason"].startswith("—") for r in results)
 
 
 def write(report: dict[str, Any], directory: Path) -> tuple[Path, Path]:

@@ -80,6 +80,21 @@ def test_cell_status_and_fraction(counts, status, text):
     assert report_mod.cell_fraction({"status": status, "counts": counts}) == text
 
 
+def test_a_cell_the_implementation_cannot_express_is_a_dash_not_a_finding():
+    dash = {"case": "x", "outcome": "skipped", "reason": "— trl cannot express pp_chunking: no PP"}
+    plain = {"case": "y", "outcome": "skipped", "reason": "no video decoder"}
+    report = report_mod.build(
+        {"implementation": "trl"}, {QWEN: {"pp_chunking": [dash], "golden": [plain]}}, {QWEN: "DERIVED"}
+    )
+    cells = report["models"][QWEN]["checks"]
+    assert report_mod.cell_fraction(cells["pp_chunking"]) == "—" and report_mod.cell_text(cells["pp_chunking"]) == "—"
+    assert report_mod.cell_fraction(cells["golden"]) == "skip"
+    lines = report_mod.to_terminal(report)
+    assert not any("pp_chunking: " in line for line in lines)
+    assert any("golden: skip: no video decoder" in line for line in lines)
+    assert lines[-1].startswith("1 cell(s) '—': the implementation cannot express them")
+
+
 def test_build_counts_orders_rows_and_collects_environment():
     report = _report()
     assert list(report["models"])[0] == "(implementation)"

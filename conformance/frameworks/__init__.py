@@ -71,6 +71,20 @@ class Framework:
     unsupported: dict[str, str] = field(default_factory=dict)
     not_expressible: dict[str, str] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
+    # processor class -> the media the framework's path for it carries (absent: every medium the record
+    # declares), and why the others cannot be expressed
+    media: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    media_notes: dict[str, str] = field(default_factory=dict)
+
+    def media_reason(self, processor_class: str, media: frozenset[str] | set[str]) -> str | None:
+        """None when the framework's path for ``processor_class`` carries every medium of a case; else the
+        ``—`` reason (a case with audio on a path that passes only images says nothing about its labels)."""
+        carried = self.media.get(processor_class)
+        extra = sorted(set(media) - set(carried)) if carried is not None else []
+        if not extra:
+            return None
+        why = self.media_notes.get(processor_class, f"its data path for this family carries {', '.join(carried)} only")
+        return f"{DASH} {self.name} cannot express {'/'.join(extra)} for {processor_class}: {why}"
 
     def family_reason(self, processor_class: str) -> str | None:
         """None when the framework runs ``processor_class``; else why it cannot (a ``—`` reason)."""
