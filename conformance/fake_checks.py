@@ -8,7 +8,7 @@ import torch
 
 from . import impl
 from .checks import IGNORE, CheckFailure, decode_runs, header, runs
-from .corpus import Case
+from .corpus import Case, load_corpus
 from .loading import collate_for, load_processor, load_tiny_model, resolve_module
 from .registry import FamilySpec
 
@@ -106,7 +106,49 @@ def check_fake_image_invisible(spec: FamilySpec, case: Case) -> None:
     check_fake_masking(spec, case, fake, 0)
     check_media_helpers(spec, case, fake_conv)
     check_direct_masking(spec, case, fake_conv)
+    check_media_neighbours(spec, case, fake_conv)
     _compare_real_logits(spec, case, fake, 0, plain, "fake_image")
+
+
+NEIGHBOURS = {"video": "video_short_clip", "audio": "audio_question"}
+"""Per medium a family declares beyond images, the real sample batched after the fake-image sample."""
+
+
+def check_media_neighbours(spec: FamilySpec, case: Case, fake_conv: list) -> None:
+    """Batched after the fake-image sample, a real video (audio) sample keeps its own attention mask and
+    labels: the fake-image mask must never touch a real video's or audio's tokens (SPEC.md, "Video and
+    audio"). Compared with that sample collated alone, on its own positions of the padded batch."""
+    corpus = {c.id: c for c in load_corpus()}
+    processor = load_processor(spec.model_id)
+    collate = collate_for(spec)
+    where = header(spec, case.id, "fake_image")
+    for medium, neighbour_id in NEIGHBOURS.items():
+        if medium not in spec.media:
+            continue
+        neighbour = corpus[neighbour_id]
+        mixed = collate(
+            examples=[{"conversation": fake_conv, "_injected_fake": True}, {"conversation": neighbour.conversation}],
+            processor=processor,
+        )
+        solo = collate(examples=[{"conversation": neighbour.conversation}], processor=processor)
+        ids, own = mixed["input_ids"][1].tolist(), solo["input_ids"][0].tolist()
+        at = next((k for k in range(len(ids) - len(own) + 1) if ids[k : k + len(own)] == own), None)
+        if at is None:
+            raise CheckFailure(f"{where} the real {medium} sample {neighbour_id}'s ids change when batched after it")
+        span = slice(at, at + len(own))
+        masked = [p for p, m in enumerate(mixed["attention_mask"][1][span].tolist()) if m == 0]
+        if masked or not torch.equal(mixed["labels"][1][span], solo["labels"][0]):
+            lost = [p for p, m in enumerate(solo["attention_mask"][0].tolist()) if m != 0 and p in masked]
+            raise CheckFailure(
+                "\n".join(
+                    [
+                        f"{where} batched after the fake-image sample, the real {medium} sample {neighbour_id} "
+                        f"changes: {len(lost)} of its attended tokens masked"
+                        + ("" if torch.equal(mixed["labels"][1][span], solo["labels"][0]) else ", labels differ"),
+                        *decode_runs(processor.tokenizer, own, lost),
+                    ]
+                )
+            )
 
 
 def check_media_helpers(spec: FamilySpec, case: Case, fake_conv: list) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import torch
 
 from ..checks import CheckFailure
+from ..loading import load_processor
 from ..registry import FamilySpec
 from .batches import collated, describe_error, fallback_note, media_chunks, prepare, present_media, wrapped_collate
 from .spec import (
     COUNT_KEYS,
     GRID,
     IMAGE_FIXTURES,
+    VIDEO_FIXTURES,
     fixture_ids,
     image_token_id,
     pp_api,
@@ -35,11 +37,11 @@ WRAP_CASE = (3, 2)
 
 def check_chunking(spec: FamilySpec) -> None:
     """Every (B, n) of ``GRID``; one failure lists every broken microbatch."""
+    batches: list[tuple[str, ...] | None] = [None, IMAGE_FIXTURES]
+    if "video" in spec.media:
+        batches.append(tuple((spec.extra.get("pp") or {}).get("video_fixtures") or VIDEO_FIXTURES))
     problems = [
-        p
-        for fixtures in (None, IMAGE_FIXTURES)
-        for batch_size, n in GRID
-        for p in chunking_problems(spec, batch_size, n, fixtures)
+        p for fixtures in batches for batch_size, n in GRID for p in chunking_problems(spec, batch_size, n, fixtures)
     ]
     problems += wrap_problems(spec, *WRAP_CASE)
     raise_all(fallback_note(spec) + problems if problems else [], "PP media chunking failure(s)")
@@ -90,6 +92,7 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
                 f"{at()} concatenating the {key} chunks {[shape(p) for p in parts]} does not "
                 f"reproduce the batch's {key} ({shape(batch[key])})"
             )
+    problems += _video_problems(spec, batch, chunks, text_mbs, n, at)
     counts = torch.tensor_split(batch["n_images_per_sample"], n) if "n_images_per_sample" in batch else None
     rule = pp_record(spec)["tokens_per_image"]
     documented = _documented_chunks(batch, batch_size, n)
@@ -122,6 +125,36 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
                     f"{at(k)} chunk_vlm_media and prepare_vlm_media_for_pp disagree on chunk {k}: "
                     f"{shape(pixels)} / {grid.tolist()} vs {shape(chunk['pixel_values'])} / {chunk[grid_key].tolist()}"
                 )
+    return problems
+
+
+def _video_problems(spec: FamilySpec, batch, chunks, text_mbs, n: int, at) -> list[str]:
+    """Media chunk k holds exactly the videos of text microbatch k: its ``video_grid_thw`` rows yield the
+    microbatch's video placeholder tokens (``t*h*w / merge²`` each, the processor's own merge size) and
+    as many videos as ``n_videos_per_sample`` gives its samples."""
+    if batch.get("video_grid_thw") is None:
+        return []
+    processor = load_processor(spec.model_id)
+    token, merge = getattr(processor, "video_token", None), getattr(processor.video_processor, "merge_size", None)
+    if token is None or merge is None:
+        return [f"{at()} the processor names no video_token / video_processor.merge_size to count video tokens by"]
+    video_id = processor.tokenizer.convert_tokens_to_ids(token)
+    counts = torch.tensor_split(batch["n_videos_per_sample"], n) if "n_videos_per_sample" in batch else None
+    problems = []
+    for k, (chunk, text) in enumerate(zip(chunks, text_mbs)):
+        grid = chunk.get("video_grid_thw")
+        per_video = [] if grid is None else [int(p) // merge**2 for p in grid.prod(-1).tolist()]
+        got = int((text == video_id).sum())
+        if got != sum(per_video):
+            problems.append(
+                f"{at(k)} text microbatch {k} has {got} {token} tokens but media chunk {k}'s video_grid_thw "
+                f"{[] if grid is None else grid.tolist()} yields {sum(per_video)} (t*h*w / {merge}²)"
+            )
+        if counts is not None and int(counts[k].sum()) != len(per_video):
+            problems.append(
+                f"{at(k)} the samples of text microbatch {k} own {int(counts[k].sum())} videos "
+                f"(n_videos_per_sample {counts[k].tolist()}) but media chunk {k} holds {len(per_video)}"
+            )
     return problems
 
 

@@ -51,6 +51,15 @@ IMAGE_FIXTURES = ("single_turn_image", "wide_image", "two_images_one_turn", "ima
 """A second chunking batch in which every sample owns media: with text-only samples in the batch, a
 ``torch.chunk``-style split can land on the same images as ``torch.tensor_split`` by luck (B=4, n=3 over
 DEFAULT_FIXTURES differs only in a sample without images)."""
+VIDEO_FIXTURES = (
+    "video_short_clip",
+    "single_turn_text",
+    "video_and_image_one_turn",
+    "video_two_across_turns",
+    "image_in_second_turn",
+)
+"""A third chunking batch, for families whose record declares video: videos, images and a text-only sample
+mixed, one sample with two videos (a record's ``pp.video_fixtures`` may replace it)."""
 MEDIA_KEYS = (
     "pixel_values",
     "image_pixel_values",
@@ -63,6 +72,7 @@ MEDIA_KEYS = (
     "n_images_per_sample",
     "pixel_values_videos",
     "video_grid_thw",
+    "second_per_grid_ts",  # Qwen2.5-VL / Qwen3-Omni: one time step per video, [n_videos]
     "n_videos_per_sample",
     "pixel_values_local",
     "num_local_patches",
