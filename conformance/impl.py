@@ -19,6 +19,7 @@ verdict: :func:`missing_dependency` recognizes it and :class:`MissingDependency`
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -222,6 +223,7 @@ _NAMED = (
     re.compile(r"^[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:is|are) (?:required|needed|not installed)"),
     re.compile(r"requires? (?:the )?[`'\"]?([A-Za-z_][\w.]*)[`'\"]? (?:library|package|module)"),
 )
+_DISTRIBUTION = re.compile(r"The '([A-Za-z0-9_.\-]+?)(?:[<>=!~ \[;].*)?' distribution was not found")
 _HINT = re.compile(r"(pip install [^\s'\"`]+)")
 
 
@@ -244,6 +246,11 @@ def missing_dependency(exc: BaseException) -> Dependency | None:
 def _from_import_error(exc: ImportError) -> Dependency | None:
     message = str(exc)
     name = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if isinstance(exc, importlib.metadata.PackageNotFoundError):
+        # transformers' require_version: "The 'qwen_omni_utils>=0.0.9' distribution was not found ...";
+        # its ``name`` is that whole sentence, not a module
+        hit = _DISTRIBUTION.search(message)
+        name = hit.group(1).replace("-", "_") if hit else None
     for pattern in _NAMED:
         if name:
             break

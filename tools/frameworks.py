@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from conformance.frameworks import ADAPTERS, DASH, DISTRIBUTIONS  # noqa: E402
-from conformance.report import cell_fraction  # noqa: E402
+from conformance.report import cell_fraction, cell_status  # noqa: E402
 
 REPORTS = ROOT / "reports" / "frameworks"
 CHECK = "labels"
@@ -91,24 +91,39 @@ def run_mutant(fw: str) -> dict[str, list[str]]:
 
 
 def cell(model: dict | None) -> tuple[str, list[str]]:
-    """The matrix text of a model's ``labels`` cell, and the evidence lines for the section below."""
+    """The matrix text of a model's ``labels`` cell, and the evidence lines for the section below.
+
+    Counts leave out the cases the framework cannot express (``—``: a medium its path does not carry),
+    which the text adds as ``+— k``. Non-pass cases are grouped by recorded reason, with the cases named
+    and the first one's evidence shown (the others' differ only in positions and text)."""
     if model is None or CHECK not in model["checks"]:
         return "—", []
-    c = model["checks"][CHECK]
-    if c["status"] == "skip":
-        reason = next((r["reason"] for r in c["results"] if r["reason"]), "")
-        return ("—" if reason.startswith(DASH) else "skip"), [reason.removeprefix(DASH).strip()]
+    results = model["checks"][CHECK]["results"]
+    judged = [r for r in results if not (r["outcome"] == "skipped" and r["reason"].startswith(DASH))]
+    dashes = [r for r in results if r not in judged]
+    if not judged:
+        return "—", sorted({r["reason"].removeprefix(DASH).strip() for r in dashes})
+    counts = {k: sum(r["outcome"] == k for r in judged) for k in {r["outcome"] for r in judged}}
+    text = cell_fraction({"status": cell_status(counts), "counts": counts, "results": judged})
+    text += f" +— {len(dashes)}" if dashes else ""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in judged:
+        if r["outcome"] in ("failed", "error", "xfailed", "xpassed", "env", "skipped"):
+            groups.setdefault((r["outcome"], r["reason"], r["link"]), []).append(r)
     details = []
-    seen = set()
-    for r in c["results"]:
-        if r["outcome"] in ("failed", "error", "xfailed", "xpassed", "env") and r["evidence"] not in seen:
-            seen.add(r["evidence"])
-            same = [x["case"] for x in c["results"] if x["evidence"] == r["evidence"]]
-            head = f"`{'`, `'.join(same)}` ({r['outcome']})"
-            if r["reason"]:
-                head += f": recorded: {r['reason']}" + (f" ({r['link']})" if r["link"] else "")
-            details.append(head + "\n\n```\n" + r["evidence"].strip() + "\n```")
-    return cell_fraction(c), details
+    for (outcome, reason, link), rs in groups.items():
+        head = f"{outcome} on {len(rs)} case(s): `{'`, `'.join(str(r['case']) for r in rs)}`"
+        if reason:
+            head += f"\n  - recorded: {reason}" + (f" ({link})" if link else "")
+        evidence = rs[0]["evidence"].strip()
+        if evidence:
+            shown = "\n".join("  " + line for line in evidence.splitlines()[:12])
+            head += f"\n\n  ```\n{shown}\n  ```"
+        details.append(head)
+    details += [
+        f"— on {len(dashes)} case(s): {r}" for r in sorted({d["reason"].removeprefix(DASH).strip() for d in dashes})
+    ]
+    return text, details
 
 
 def combine(frameworks: list[str], meta: dict[str, dict]) -> str:
