@@ -243,7 +243,7 @@ def _raise_in_vlmspec(source: str) -> BaseException:
         (  # transformers' require_version: a PackageNotFoundError whose ``name`` is the whole sentence
             "import importlib.metadata\nraise importlib.metadata.PackageNotFoundError(\"The 'zz_vlmspec_absent_probe"
             ">=0.0.9' distribution was not found and is required by this application. Try: `pip install "
-            "zz-vlmspec-absent-probe`\")",
+            'zz-vlmspec-absent-probe`")',
             "zz_vlmspec_absent_probe",
             "zz-vlmspec-absent-probe",
             "",
