@@ -176,6 +176,8 @@ def _corpus_single_images() -> list[Image.Image]:
     """Every corpus image that is the only image of its conversation (RGB)."""
     images = []
     for case in load_corpus():
+        if not case.media <= {"image"}:
+            continue  # a derived record declares images only (its video/audio cases do not run)
         found = _images_in(case.conversation)
         if len(found) == 1:
             images.append(found[0].convert("RGB"))
@@ -186,6 +188,8 @@ def staged_fixtures(processor: Any) -> list[str]:
     """The shortest corpus rows with 1, 0, 2, 0, 1 images (processor ids), for a cheap staged grid."""
     by_images: dict[int, list[tuple[int, str]]] = {}
     for case in load_corpus():
+        if not case.media <= {"image"}:
+            continue  # a derived record declares images only
         conversation = case.conversation
         n = len(_images_in(conversation))
         by_images.setdefault(n, []).append((len(processor_ids(processor, conversation)[0]), case.id))

@@ -216,6 +216,7 @@ PP = Obj(
         "fixtures": BATCH_FIXTURES,
         "staged_fixtures": BATCH_FIXTURES,
         "distributed_fixtures": BATCH_FIXTURES,
+        "video_fixtures": BATCH_FIXTURES,
         "notes": str,
     },
     required={"image_token", "tokens_per_image"},

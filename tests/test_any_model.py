@@ -44,7 +44,7 @@ def _corpus_media(processor):
     for case in load_corpus():
         conversation = case.conversation
         images = [im.convert("RGB") for im in _images_in(conversation)]
-        if images:
+        if images and case.media == {"image"}:
             text = renderer(processor).apply_chat_template(conversation, tokenize=False)
             yield processor(text=[text], images=images, return_tensors="pt", add_special_tokens=False), len(images)
 

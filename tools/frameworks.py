@@ -139,13 +139,14 @@ def combine(frameworks: list[str], meta: dict[str, dict]) -> str:
         "Cells: `pass k/n`, `xfail k/n` (recorded deviations, see docs/findings.md), `FAIL k/n`, `env` "
         "(not installable: no verdict), `—` (the framework cannot run this family; reason below).",
         "",
-        "| framework | package | transformers | seconds |",
-        "|---|---|---|---|",
+        "| framework | package | transformers | seconds | run on |",
+        "|---|---|---|---|---|",
     ]
     for fw in frameworks:
         r, m = reports[fw], meta[fw]
         tf = r["transformers"] if r else "—"
-        lines.append(f"| {fw} | {m.get('package', '?')} | {tf} | {m.get('seconds', 0):.0f} |")
+        run_on = m.get("date", date.today().isoformat())
+        lines.append(f"| {fw} | {m.get('package', '?')} | {tf} | {m.get('seconds', 0):.0f} | {run_on} |")
     lines += ["", "| model | " + " | ".join(frameworks) + " |", "|---|" + "---|" * len(frameworks)]
     sections: list[str] = []
     for model in models:
@@ -214,7 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         if mutant["survived"] or not mutant["killed"]:
             status = max(status, 1)
-    text = combine(frameworks, meta)
+    for fw in frameworks:
+        (REPORTS / fw).mkdir(parents=True, exist_ok=True)
+        (REPORTS / fw / "meta.json").write_text(json.dumps(dict(meta[fw], date=date.today().isoformat()), indent=1))
+    # the matrix shows every framework with a report, the ones run earlier (--only) with their own date
+    shown = [fw for fw in ADAPTERS if fw in meta or (REPORTS / fw / "meta.json").exists()]
+    for fw in shown:
+        meta.setdefault(fw, json.loads((REPORTS / fw / "meta.json").read_text()))
+    text = combine(shown, meta)
     out = ROOT / "reports" / "frameworks.md"
     out.write_text(text)
     print(f"frameworks: wrote {out.relative_to(ROOT)}", file=sys.stderr)

@@ -43,6 +43,13 @@ FAMILIES = {
     "Gemma4Processor": "gemma4",
     # the registered PixtralProcessor is Mistral-Small-3.1's: see settings["chat_template (PixtralProcessor)"]
     "PixtralProcessor": "mistral_v7_tekken",
+    # not among docs/multimodal.qmd's models: the model's own template, and the base ProcessingStrategy a user
+    # gets with it (see settings["chat_template (tokenizer_default)"])
+    "Qwen3OmniMoeProcessor": "tokenizer_default",
+    "Phi4MultimodalProcessor": "tokenizer_default",
+    "Kimi_K25Processor": "tokenizer_default",
+    "KimiVLProcessor": "tokenizer_default",
+    "Step3p7Processor": "tokenizer_default",
 }
 
 _NOT_LISTED = (
@@ -59,16 +66,17 @@ FRAMEWORK = Framework(
     families=dict(FAMILIES),
     checks=("labels",),
     unsupported={
-        "Qwen3OmniMoeProcessor": _NOT_LISTED
-        + "; it would fall through to the base ProcessingStrategy, which declares no role boundaries and only "
-        "masks pad and image tokens (its own one-shot warning)",
         "LlavaOnevision1_5Processor": _NOT_LISTED
-        + " (docs list Llava-1.5 with chat_template: llava only, which also takes the boundary-less base strategy)",
-        "Phi4MultimodalProcessor": _NOT_LISTED + "; its phi_3/phi_35/phi_4 templates are text-only",
-        "Kimi_K25Processor": _NOT_LISTED + " (kimi_linear is the text-only Kimi-Linear)",
-        "KimiVLProcessor": _NOT_LISTED + " (kimi_linear is the text-only Kimi-Linear)",
-        "NemotronH_Omni_Reasoning_V3Processor": _NOT_LISTED + "; the nemotron_h template is for text-only Nemotron-H",
-        "Step3p7Processor": _NOT_LISTED,
+        + " (docs list Llava-1.5 with chat_template: llava only). With chat_template: tokenizer_default axolotl "
+        "stops before training: get_chat_template (axolotl/utils/chat_templates/base.py, called by load_tokenizer "
+        "and the trainer builder) raises ValueError(\"chat_template choice is tokenizer_default but tokenizer's "
+        "chat_template is null\"): the pack's template is the processor's chat_template.json, which the "
+        "tokenizer does not read, and its tokenizer_config.json has none (the real one was not available "
+        "offline, pack PROVENANCE.md)",
+        "NemotronH_Omni_Reasoning_V3Processor": _NOT_LISTED
+        + "; and transformers 5.16.1, which axolotl 0.19.0 pins (transformers==5.16.1), has no nemotron_h_omni "
+        "model: AutoProcessor returns the bare tokenizer (TokenizersBackend), and axolotl's strategy and "
+        "collator read processor.tokenizer (AttributeError)",
     },
     not_expressible={},
     settings={
@@ -79,6 +87,20 @@ FRAMEWORK = Framework(
             "(qwen2_vl -> Qwen2VLProcessingStrategy, gemma3 -> Gemma3ProcessingStrategy, gemma4 -> "
             "Gemma4ProcessingStrategy, mistral_v7_tekken -> MistralV7TekkenProcessingStrategy) and the builder "
             "passes the named jinja (get_chat_template_from_config) as the strategy's chat_template"
+        ),
+        "chat_template (tokenizer_default)": (
+            "Qwen3-Omni, Phi-4-multimodal, Kimi-K2.5, Kimi-VL and Step-3.7 are not among docs/multimodal.qmd's "
+            "'Supported Models' and axolotl ships no template or strategy for them (_NOT_LISTED). A user trains "
+            "them with the model's own template, chat_template: tokenizer_default (the default: "
+            "extract_chat_template_args 'cfg.get(\"chat_template\") or _DEFAULT_TEMPLATE_CHOICE'), which "
+            "get_chat_template resolves to 'tokenizer.chat_template'. get_processing_strategy then finds no "
+            "model_support descriptor and no chat_template_type branch and returns the base ProcessingStrategy "
+            "('Unregistered templates (llava, lfm2vl, mistral_v3_tekken, ...) use the base strategy; it warns "
+            "once when train_on_inputs=False'), whose _build_role_boundaries is '[]' ('[] opts out of role "
+            "masking'): its warning says 'only pad and media tokens are masked, every other token (system, "
+            "user, assistant) contributes to loss' unless cfg.role_boundaries declares markers. The adapter "
+            "keeps that documented fallback (no role_boundaries override), so the suite judges what such a "
+            "user trains on"
         ),
         "chat_template (PixtralProcessor)": (
             "mistral_v7_tekken: the registered PixtralProcessor is Mistral-Small-3.1's. docs/multimodal.qmd "
@@ -140,7 +162,7 @@ def framework_collate_fn(examples: list[dict[str, Any]], processor: Any) -> dict
         raise ValueError(f"axolotl 0.19.0 has no multimodal chat_template for {name}")
     strategy = get_processing_strategy(
         processor,
-        get_chat_template(template),
+        get_chat_template(template, tokenizer=processor.tokenizer),  # tokenizer_default reads the tokenizer's
         template,
         image_size=None,
         train_on_inputs=False,
