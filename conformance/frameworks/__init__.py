@@ -146,7 +146,7 @@ def messages_and_images(conversation: list[dict[str, Any]]) -> tuple[list[dict[s
     """The conversation as ``(messages with string-or-list content, images in order of appearance)``.
 
     Content lists are kept (``{"type": "image"}`` items lose their PIL object, which goes to ``images``);
-    adapters that need a placeholder string use :func:`text_with_placeholders`.
+    adapters that need placeholder strings use :func:`tagged_messages`.
     """
     messages, images = [], []
     for message in conversation:
@@ -164,8 +164,28 @@ def messages_and_images(conversation: list[dict[str, Any]]) -> tuple[list[dict[s
     return messages, images
 
 
-def text_with_placeholders(content: Any, placeholder: str) -> str:
-    """A message's content as one string, each image item replaced by ``placeholder`` in place."""
-    if isinstance(content, str):
-        return content
-    return "".join(placeholder if item.get("type") == "image" else item.get("text", "") for item in content)
+def tagged_messages(
+    conversation: list[dict[str, Any]], tags: dict[str, str]
+) -> tuple[list[dict[str, str]], dict[str, list[Any]]]:
+    """The conversation in the placeholder-string format frameworks' dataset rows use.
+
+    ``tags`` maps a medium (``"image"``, ``"video"``, ``"audio"``) to its placeholder (``"<image>"``). Returns
+    the messages with string content (each media item replaced by its placeholder, in place) and, per medium
+    of ``tags``, its items' values in order of appearance (PIL images, file paths).
+    """
+    media: dict[str, list[Any]] = {kind: [] for kind in tags}
+    messages = []
+    for message in conversation:
+        content = message["content"]
+        if isinstance(content, list):
+            pieces = []
+            for item in content:
+                kind = item.get("type")
+                if kind in tags:
+                    media[kind].append(item[kind])
+                    pieces.append(tags[kind])
+                else:
+                    pieces.append(item.get("text", ""))
+            content = "".join(pieces)
+        messages.append({"role": message["role"], "content": content})
+    return messages, media

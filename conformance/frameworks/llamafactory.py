@@ -38,7 +38,7 @@ from llamafactory.extras.constants import (
 from llamafactory.hparams import DataArguments, ModelArguments
 from llamafactory.model.patcher import patch_processor, patch_tokenizer
 
-from . import Framework, to_contract
+from . import Framework, tagged_messages, to_contract
 
 # processor class -> LLaMA-Factory template; the template per checkpoint is the one LLaMA-Factory registers for it
 # in ``llamafactory/extras/constants.py`` (``register_model_group(..., template=..., multimodal=True)``).
@@ -178,22 +178,8 @@ _MEDIA = {
 def _sharegpt_row(conversation: list[dict[str, Any]]) -> dict[str, Any]:
     """One suite conversation as a row of a sharegpt dataset: string contents with ``<image>`` / ``<video>`` /
     ``<audio>`` in place, the media (PIL images, video and audio file paths) in their columns, in order."""
-    row: dict[str, Any] = {"messages": [], "images": [], "videos": [], "audios": []}
-    for message in conversation:
-        content = message["content"]
-        if isinstance(content, list):
-            pieces = []
-            for item in content:
-                kind = item.get("type")
-                if kind in _MEDIA:
-                    placeholder, column = _MEDIA[kind]
-                    row[column].append(item[kind])
-                    pieces.append(placeholder)
-                else:
-                    pieces.append(item.get("text", ""))
-            content = "".join(pieces)
-        row["messages"].append({"role": message["role"], "content": content})
-    return row
+    messages, media = tagged_messages(conversation, {kind: tag for kind, (tag, _) in _MEDIA.items()})
+    return {"messages": messages, **{column: media[kind] for kind, (_, column) in _MEDIA.items()}}
 
 
 def framework_collate_fn(examples: list[dict[str, Any]], processor: Any) -> dict[str, torch.Tensor]:

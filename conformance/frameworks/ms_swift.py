@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import Framework, to_contract
+from . import Framework, tagged_messages, to_contract
 
 # ms-swift's dataset format marks each medium's place in a message's text with a tag and lists the media
 # in order under ``images``/``videos``/``audios`` (docs: Customization/Custom-dataset.md, "Multimodal")
@@ -199,21 +199,7 @@ def _template(processor: Any) -> Any:
 def _row(example: dict[str, Any]) -> dict[str, Any]:
     """One suite example as an ms-swift dataset row: string contents with ``<image>``/``<video>``/``<audio>``
     tags in place, and the media in order under ``images``/``videos``/``audios`` (PIL images, file paths)."""
-    media: dict[str, list[Any]] = {kind: [] for kind in MEDIA_TAGS}
-    messages = []
-    for message in example["conversation"]:
-        content = message["content"]
-        if isinstance(content, list):
-            parts = []
-            for item in content:
-                kind = item.get("type")
-                if kind in MEDIA_TAGS:
-                    media[kind].append(item[kind])
-                    parts.append(MEDIA_TAGS[kind])
-                else:
-                    parts.append(item.get("text", ""))
-            content = "".join(parts)
-        messages.append({"role": message["role"], "content": content})
+    messages, media = tagged_messages(example["conversation"], MEDIA_TAGS)
     row: dict[str, Any] = {"messages": messages}
     row.update({f"{kind}s": items for kind, items in media.items() if items})
     return row
