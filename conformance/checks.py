@@ -59,13 +59,7 @@ class Collated:
 
 
 def _images_in(conversation: list) -> list:
-    return [
-        item["image"]
-        for m in conversation
-        if isinstance(m["content"], list)
-        for item in m["content"]
-        if item.get("type") == "image"
-    ]
+    return _media_in(conversation, "image")
 
 
 def _media_in(conversation: list, kind: str) -> list:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from . import impl
-from .checks import IGNORE, CheckFailure, decode_runs, header, runs
+from .checks import IGNORE, CheckFailure, collate_case, decode_runs, header, runs
 from .corpus import Case, load_corpus
 from .loading import collate_for, load_processor, load_tiny_model, resolve_module
 from .registry import FamilySpec
@@ -130,7 +130,7 @@ def check_media_neighbours(spec: FamilySpec, case: Case, fake_conv: list) -> Non
             examples=[{"conversation": fake_conv, "_injected_fake": True}, {"conversation": neighbour.conversation}],
             processor=processor,
         )
-        solo = collate(examples=[{"conversation": neighbour.conversation}], processor=processor)
+        solo = collate_case(spec, neighbour).batch  # the neighbour alone, collated once per process
         ids, own = mixed["input_ids"][1].tolist(), solo["input_ids"][0].tolist()
         at = next((k for k in range(len(ids) - len(own) + 1) if ids[k : k + len(own)] == own), None)
         if at is None:
