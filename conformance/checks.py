@@ -293,7 +293,13 @@ def golden_record(spec: FamilySpec, case: Case) -> dict[str, Any]:
             for k, v in sorted(c.batch.items())
         },
     }
-    for key in ("image_grid_thw", "n_images_per_sample", "n_videos_per_sample", "video_grid_thw"):
+    for key in (
+        "image_grid_thw",
+        "n_images_per_sample",
+        "n_videos_per_sample",
+        "video_grid_thw",
+        "n_audios_per_sample",
+    ):
         if key in c.batch:
             record[key] = json.dumps(c.batch[key].tolist())
     if not case.has_media and "fake_image" in spec.checks:

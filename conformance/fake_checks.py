@@ -17,7 +17,7 @@ DIAGNOSED_CASES = 3
 """Cases per (model, check) that get the full diagnosis (two more forwards each); later failures of the
 same cell quote what those found instead of measuring it again."""
 _DIAGNOSES: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}  # per session: (case id, causes)
-_NON_MODEL_KEYS = ("labels", "n_images_per_sample", "n_videos_per_sample")
+_NON_MODEL_KEYS = ("labels", "n_images_per_sample", "n_videos_per_sample", "n_audios_per_sample")
 
 
 def vision_token_ids(spec: FamilySpec, processor: Any) -> list[int]:

@@ -217,6 +217,7 @@ PP = Obj(
         "staged_fixtures": BATCH_FIXTURES,
         "distributed_fixtures": BATCH_FIXTURES,
         "video_fixtures": BATCH_FIXTURES,
+        "audio_fixtures": BATCH_FIXTURES,
         "notes": str,
     },
     required={"image_token", "tokens_per_image"},

@@ -152,3 +152,22 @@ def test_renders_with_the_tokenizer_template_when_the_processor_lost_it():
     supervised = proc.tokenizer.decode(labels[labels != -100])
     assert supervised == "Fine.<|end|>"
     assert int((ids == proc.tokenizer.convert_tokens_to_ids("<|image|>")).sum()) > 0
+
+
+def test_audio_counts_only_when_they_account_for_every_feature_row():
+    """n_audios_per_sample follows the audio items of each conversation (or the caller's count, e.g. a
+    video's own track); a count that does not match the feature rows is left out, never guessed."""
+    from vlmspec.collate.default import finalize_media
+
+    clip = {"type": "audio", "audio": "a.wav"}
+    convs = [
+        [{"role": "user", "content": [clip, clip]}],
+        [{"role": "user", "content": "hi"}],
+        [{"role": "user", "content": [clip]}],
+    ]
+    out = finalize_media({"input_features": torch.zeros(3, 4, 2)}, convs)
+    assert out["n_audios_per_sample"].tolist() == [2, 0, 1]
+    assert "n_audios_per_sample" not in finalize_media({"input_features": torch.zeros(4, 4, 2)}, convs)
+    out = finalize_media({"audio_input_features": torch.zeros(4, 4, 2)}, convs, n_audios=[2, 1, 1])
+    assert out["n_audios_per_sample"].tolist() == [2, 1, 1]
+    assert "n_audios_per_sample" not in finalize_media({}, convs)

@@ -413,3 +413,69 @@ def test_phi4_image_stream_chunks_per_image_rows():
     )
     assert first["image_sizes"].tolist() == [[448, 448]] and second["image_attention_mask"].shape == (2, 2, 2, 2)
     assert first["n_images_per_sample"].tolist() == [1, 0] and second["n_images_per_sample"].tolist() == [2]
+
+
+@st.composite
+def audio_batches(draw):
+    """Audio clips tagged with their sample (Qwen3-Omni / Gemma 4 / Phi-4 key names), with or without images."""
+    batch_size = draw(st.integers(1, 6))
+    n_mb = draw(st.integers(1, batch_size))
+    counts = draw(st.lists(st.integers(0, 2), min_size=batch_size, max_size=batch_size))
+    feature_key, mask_key = draw(
+        st.sampled_from(
+            [
+                ("input_features", "feature_attention_mask"),
+                ("input_features", "input_features_mask"),
+                ("audio_input_features", "audio_attention_mask"),
+            ]
+        )
+    )
+    owner = torch.repeat_interleave(torch.arange(batch_size), torch.tensor(counts))
+    n_clips = owner.numel()
+    return (
+        batch_size,
+        n_mb,
+        torch.tensor(counts),
+        {
+            "input_ids": torch.ones(batch_size, 4, dtype=torch.long),
+            feature_key: owner.float().view(-1, 1, 1).expand(n_clips, 5, 3).clone(),
+            mask_key: owner.view(-1, 1).expand(n_clips, 5).clone(),
+            "n_audios_per_sample": torch.tensor(counts),
+        },
+    )
+
+
+@PROPS
+@given(audio_batches(), st.booleans())
+def test_audio_clips_follow_their_samples(data, drop_counts):
+    """Chunk k holds exactly the clips (features and per-clip masks) of text microbatch k's samples; the
+    counts may be left out only when every sample owns one clip."""
+    batch_size, n_mb, counts, batch = data
+    if drop_counts and counts.tolist() == [1] * batch_size:
+        del batch["n_audios_per_sample"]
+    out = prepare_vlm_media_for_pp(batch, batch_size, n_mb)
+    assert set(out) == {"input_ids", VLM_PP_MEDIA_KEY, VLM_PP_MEDIA_INDEX_KEY}
+    for samples, chunk in zip(_text_microbatches(batch_size, n_mb), out[VLM_PP_MEDIA_KEY]):
+        expected = torch.repeat_interleave(torch.tensor(samples, dtype=torch.long), counts[samples])
+        for key, tensor in chunk.items():
+            if key == "n_audios_per_sample":
+                assert torch.equal(tensor, counts[samples])
+            else:
+                assert torch.equal(tensor.flatten(1)[:, 0].long(), expected), key
+
+
+def test_audio_errors_name_the_field():
+    feats = torch.zeros(3, 5, 2)
+    base = {"input_ids": torch.ones(4, 3, dtype=torch.long), "input_features": feats}
+    with pytest.raises(ValueError, match="n_audios_per_sample"):  # 3 clips, 4 samples, no counts
+        prepare_vlm_media_for_pp(base, 4, 2)
+    with pytest.raises(ValueError, match="sums to 2 but input_features holds 3"):
+        prepare_vlm_media_for_pp(dict(base, n_audios_per_sample=torch.tensor([1, 0, 1, 0])), 4, 2)
+    with pytest.raises(ValueError, match="feature_attention_mask has 2 rows"):
+        prepare_vlm_media_for_pp(
+            dict(base, n_audios_per_sample=torch.tensor([1, 0, 1, 1]), feature_attention_mask=torch.ones(2, 5)), 4, 2
+        )
+    with pytest.raises(ValueError, match="no audio features"):
+        prepare_vlm_media_for_pp({"input_ids": base["input_ids"], "input_features_mask": torch.ones(3, 5)}, 4, 2)
+    with pytest.raises(ValueError, match="two audio feature tensors"):
+        prepare_vlm_media_for_pp(dict(base, audio_input_features=feats, n_audios_per_sample=torch.ones(4)), 4, 2)

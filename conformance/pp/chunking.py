@@ -1,8 +1,11 @@
 """Check ``pp_chunking``: media chunk k holds exactly the media of ``torch.tensor_split`` text microbatch k.
 
-For every (B, n) of ``GRID``, over the family's chunking fixtures and over ``IMAGE_FIXTURES``, the batch goes through the implementation's ``prepare_vlm_media_for_pp``;
-its chunks must concatenate back to the batch's media, hold as many images as the microbatch's samples
-own, and yield exactly the microbatch's placeholder tokens by the record's own arithmetic. Where the
+For every (B, n) of ``GRID``, over the family's chunking fixtures and over ``IMAGE_FIXTURES`` (plus
+``VIDEO_FIXTURES`` / ``AUDIO_FIXTURES`` where the record declares that medium), the batch goes through the
+implementation's ``prepare_vlm_media_for_pp``; its chunks must concatenate back to the batch's media, hold
+as many images as the microbatch's samples own, and yield exactly the microbatch's placeholder tokens by
+the record's own arithmetic. Audio clips are attributed by the conversations themselves: chunk k holds
+exactly the feature rows (and per-clip metadata rows) of the clips its samples' conversations contain. Where the
 batch has an image grid, ``chunk_vlm_media`` must agree; once per family, ``wrap_vlm_collate_for_pp``
 must give the same chunks as collating and preparing by hand.
 """
@@ -12,10 +15,14 @@ from __future__ import annotations
 import torch
 
 from ..checks import CheckFailure
+from ..corpus import load_corpus
 from ..loading import load_processor
 from ..registry import FamilySpec
 from .batches import collated, describe_error, fallback_note, media_chunks, prepare, present_media, wrapped_collate
 from .spec import (
+    AUDIO_CLIP_KEYS,
+    AUDIO_FIXTURES,
+    AUDIO_KEYS,
     COUNT_KEYS,
     GRID,
     IMAGE_FIXTURES,
@@ -41,11 +48,23 @@ def check_chunking(spec: FamilySpec) -> None:
     video = (spec.extra.get("pp") or {}).get("video_fixtures")
     if "video" in spec.media and video != []:  # [] in a record: no video batch (its notes say why)
         batches.append(tuple(video or VIDEO_FIXTURES))
+    if "audio" in spec.media:
+        batches.append(audio_fixtures(spec))
     problems = [
         p for fixtures in batches for batch_size, n in GRID for p in chunking_problems(spec, batch_size, n, fixtures)
     ]
     problems += wrap_problems(spec, *WRAP_CASE)
     raise_all(fallback_note(spec) + problems if problems else [], "PP media chunking failure(s)")
+
+
+def audio_fixtures(spec: FamilySpec) -> tuple[str, ...]:
+    """The audio chunking batch: the record's ``pp.audio_fixtures``, else ``AUDIO_FIXTURES`` with its video
+    swapped for two images where the family runs no video batch."""
+    pp = spec.extra.get("pp") or {}
+    if pp.get("audio_fixtures"):
+        return tuple(pp["audio_fixtures"])
+    with_video = "video" in spec.media and pp.get("video_fixtures") != []
+    return tuple(f if with_video or not f.startswith("video_") else "two_images_one_turn" for f in AUDIO_FIXTURES)
 
 
 def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple[str, ...] | None = None) -> list[str]:
@@ -94,6 +113,7 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
                 f"reproduce the batch's {key} ({shape(batch[key])})"
             )
     problems += _video_problems(spec, batch, chunks, text_mbs, n, at)
+    problems += _audio_problems(ids, batch, chunks, n, at)
     counts = torch.tensor_split(batch["n_images_per_sample"], n) if "n_images_per_sample" in batch else None
     rule = pp_record(spec)["tokens_per_image"]
     documented = _documented_chunks(batch, batch_size, n)
@@ -156,6 +176,50 @@ def _video_problems(spec: FamilySpec, batch, chunks, text_mbs, n: int, at) -> li
                 f"{at(k)} the samples of text microbatch {k} own {int(counts[k].sum())} videos "
                 f"(n_videos_per_sample {counts[k].tolist()}) but media chunk {k} holds {len(per_video)}"
             )
+    return problems
+
+
+def _clips(conversation: list[dict]) -> int:
+    return sum(
+        1
+        for message in conversation
+        if isinstance(message.get("content"), list)
+        for item in message["content"]
+        if isinstance(item, dict) and item.get("type") == "audio"
+    )
+
+
+def _audio_problems(ids: tuple[str, ...], batch, chunks, n: int, at) -> list[str]:
+    """Media chunk k holds exactly the audio rows of the clips in text microbatch k's conversations.
+
+    The owner of each row comes from the corpus (clips per conversation, in sample order), not from the
+    implementation's ``n_audios_per_sample``: a wrong count there would route the clips it describes.
+    """
+    key = next((k for k in AUDIO_KEYS if batch.get(k) is not None), None)
+    if key is None:
+        return []
+    corpus = {c.id: c for c in load_corpus()}
+    clips = [_clips(corpus[i].conversation) for i in ids]
+    rows = batch[key].shape[0]
+    if sum(clips) != rows:
+        return [f"{at()} the batch's {key} has {rows} rows for the {sum(clips)} audio clips {clips} of its samples"]
+    starts = [0]
+    for c in clips:
+        starts.append(starts[-1] + c)
+    problems = []
+    for k, (chunk, samples) in enumerate(zip(chunks, torch.tensor_split(torch.arange(len(ids)), n))):
+        s0, s1 = (int(samples[0]), int(samples[-1]) + 1) if len(samples) else (0, 0)
+        r0, r1 = starts[s0], starts[s1]
+        for name in (key, *AUDIO_CLIP_KEYS):
+            want, got = batch.get(name), chunk.get(name)
+            if want is None or got is None:
+                continue  # a key missing from a chunk is reported with the concatenation check
+            if not torch.equal(got, want[r0:r1]):
+                problems.append(
+                    f"{at(k)} media chunk {k} holds {name} {shape(got)} but the samples of text microbatch {k} "
+                    f"own {f'audio rows {r0}:{r1}' if r1 > r0 else 'no audio rows'} of the batch's {shape(want)} "
+                    f"(clips per sample {clips[s0:s1]})"
+                )
     return problems
 
 

@@ -60,6 +60,15 @@ VIDEO_FIXTURES = (
 )
 """A third chunking batch, for families whose record declares video: videos, images and a text-only sample
 mixed, one sample with two videos (a record's ``pp.video_fixtures`` may replace it)."""
+AUDIO_FIXTURES = ("single_turn_text", "audio_question", "audio_and_image", "audio_in_history", "video_short_clip")
+"""A fourth chunking batch, for families whose record declares audio: a text-only sample first (so that a
+row-wise split of the clips cannot land on the right microbatches by luck), clips alone, next to an image
+and in a history turn, and a video where the family's video batch runs (else ``two_images_one_turn``).
+A record's ``pp.audio_fixtures`` may replace it."""
+AUDIO_KEYS = ("input_features", "audio_input_features")
+"""Audio feature tensors of the collates' output, ``[n_clips, ...]`` in sample order."""
+AUDIO_CLIP_KEYS = ("feature_attention_mask", "input_features_mask", "audio_embed_sizes", "audio_attention_mask")
+"""Per-clip audio metadata: one leading row per clip."""
 MEDIA_KEYS = (
     "pixel_values",
     "image_pixel_values",
@@ -76,9 +85,12 @@ MEDIA_KEYS = (
     "n_videos_per_sample",
     "pixel_values_local",
     "num_local_patches",
+    *AUDIO_KEYS,
+    *AUDIO_CLIP_KEYS,
+    "n_audios_per_sample",
 )
 """Batch keys that carry media (the collates' output); PP must route them per microbatch, not by row."""
-COUNT_KEYS = ("n_images_per_sample", "n_videos_per_sample")
+COUNT_KEYS = ("n_images_per_sample", "n_videos_per_sample", "n_audios_per_sample")
 """Per-sample bookkeeping: a media chunk may carry its samples' counts, but stage 0 needs no more than the media."""
 
 

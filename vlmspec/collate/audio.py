@@ -135,6 +135,11 @@ def _audio_items(conversation: Sequence[dict]) -> list[tuple[str, dict]]:
     return found
 
 
+def count_audio_per_sample(conversations: Sequence[Sequence[dict]]) -> list[int]:
+    """Number of audio items in each conversation (``len(conversations)`` entries)."""
+    return [len(_audio_items(conversation)) for conversation in conversations]
+
+
 def extract_audio(conversations: Sequence[Sequence[dict]], target_rate: int) -> list[list[np.ndarray]]:
     """Per sample, its audio clips in conversation order (mono float32 at *target_rate*)."""
     out = []

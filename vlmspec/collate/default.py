@@ -3,7 +3,8 @@
 Output contract (SPEC "Collate output"): a dict of tensors, every token tensor ``[B, L-1]``;
 ``labels: [B, L-1], -100 = ignore, already shifted`` (``labels[:, t]`` is the target for
 ``input_ids[:, t]``); ``pixel_values`` / ``pixel_values_videos`` in bfloat16;
-``n_images_per_sample`` / ``n_videos_per_sample`` (long ``[B]``) when any sample has that media.
+``n_images_per_sample`` / ``n_videos_per_sample`` / ``n_audios_per_sample`` (long ``[B]``) when any
+sample has that media.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 from PIL import Image as PILImage
 
 from ..fake_image import _get_vision_token_ids, mask_fake_vision_tokens_batch
-from .audio import audio_sampling_rate, extract_audio
+from ..pp.chunking import AUDIO_FEATURE_KEYS
+from .audio import audio_sampling_rate, count_audio_per_sample, extract_audio
 from .labels import IGNORE_INDEX, _tokenizer_of, build_labels_from_template, resolve_turn_markers
 from .media import (
     _count_media_per_sample,
@@ -164,8 +166,16 @@ def shift_for_next_token(batch: dict[str, torch.Tensor], labels: torch.Tensor) -
     return out
 
 
-def finalize_media(batch: dict[str, torch.Tensor], conversations: Sequence[Sequence[dict]]) -> dict[str, torch.Tensor]:
-    """bf16 pixels and the per-sample media counts PP chunking needs."""
+def finalize_media(
+    batch: dict[str, torch.Tensor], conversations: Sequence[Sequence[dict]], n_audios: Sequence[int] | None = None
+) -> dict[str, torch.Tensor]:
+    """bf16 pixels and the per-sample media counts PP chunking needs.
+
+    ``n_audios_per_sample`` (default: the audio items of each conversation; ``n_audios`` overrides it,
+    e.g. when each video brings its own audio track) is set only when it accounts for every row of the
+    batch's audio features: a processor that cuts a long clip into several rows makes the per-item count
+    wrong for PP, and a wrong count would route clips to the wrong microbatch.
+    """
     for key in _FLOAT_MEDIA_KEYS:
         if isinstance(batch.get(key), torch.Tensor):
             batch[key] = batch[key].to(torch.bfloat16)
@@ -174,6 +184,10 @@ def finalize_media(batch: dict[str, torch.Tensor], conversations: Sequence[Seque
         batch["n_images_per_sample"] = torch.tensor(n_images, dtype=torch.long)
     if any(n_videos):
         batch["n_videos_per_sample"] = torch.tensor(n_videos, dtype=torch.long)
+    n_audios = list(n_audios) if n_audios is not None else count_audio_per_sample(conversations)
+    features = next((batch[k] for k in AUDIO_FEATURE_KEYS if isinstance(batch.get(k), torch.Tensor)), None)
+    if any(n_audios) and features is not None and features.shape[0] == sum(n_audios):
+        batch["n_audios_per_sample"] = torch.tensor(n_audios, dtype=torch.long)
     return batch
 
 
@@ -216,8 +230,10 @@ def collate_tokenized(
     processor: Any,
     fake_indices: Sequence[int],
     sample_ids: Sequence[int] | None = None,
+    n_audios: Sequence[int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Labels, fake-image masking, shift and media finishing for an already tokenized batch."""
+    """Labels, fake-image masking, shift and media finishing for an already tokenized batch
+    (``n_audios``: audio clips per sample, see :func:`finalize_media`)."""
     reject_typed_turn_markers(conversations, processor, sample_ids)
     labels = build_labels_from_template(batch["input_ids"], conversations, processor)
     if "attention_mask" in batch:
@@ -232,7 +248,7 @@ def collate_tokenized(
         labels = batch.pop("labels")
     warn_unsupervised(labels, conversations, sample_ids)
     batch = shift_for_next_token(batch, labels)
-    return finalize_media(batch, conversations)
+    return finalize_media(batch, conversations, n_audios)
 
 
 def default_collate_fn(

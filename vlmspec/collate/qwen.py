@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .audio import audio_sampling_rate, extract_audio
+from .audio import audio_sampling_rate, count_audio_per_sample, extract_audio
 from .default import collate_tokenized, prepare_conversations, tokenize_conversations
 from .media import _is_image, _is_video, _iter_items
 
@@ -89,12 +89,13 @@ def qwen3_omni_collate_fn(
 
     Returns ``input_ids, attention_mask, labels: [B, L-1]`` (labels -100 = ignore, already shifted),
     ``pixel_values`` / ``pixel_values_videos`` (bf16), grids, ``input_features`` /
-    ``feature_attention_mask`` when there is audio, and ``n_images_per_sample`` /
+    ``feature_attention_mask`` when there is audio, and ``n_images_per_sample`` / ``n_audios_per_sample`` /
     ``n_videos_per_sample: [B]`` when present.
     """
     conversations, fake = prepare_conversations(examples)
     has_video = any(_video_items(c) for c in conversations)
     kwargs: dict[str, Any] = {"padding_side": "right"}
+    n_audios = None
     if use_audio_in_video and has_video:
         if not HAVE_QWEN_OMNI_UTILS:
             raise ImportError(
@@ -102,6 +103,8 @@ def qwen3_omni_collate_fn(
                 "which is not installed: pip install qwen-omni-utils"
             )
         audio, sources = _audio_in_video_inputs(conversations, audio_sampling_rate(processor))
+        # each video's own track is one more audio clip of its sample
+        n_audios = [a + len(_video_items(c)) for a, c in zip(count_audio_per_sample(conversations), conversations)]
         kwargs.update(audio=audio, audio_from_video_indices=sources)
         if hasattr(processor, "load_audio_from_video"):  # transformers >= 5.23 omni processors
             kwargs["load_audio_from_video"] = True
@@ -112,7 +115,7 @@ def qwen3_omni_collate_fn(
         if clips:
             kwargs["audio"] = clips
     batch = tokenize_conversations(conversations, processor, **kwargs)
-    return collate_tokenized(batch, conversations, processor, fake)
+    return collate_tokenized(batch, conversations, processor, fake, n_audios=n_audios)
 
 
 def _apply_vision_info(conversations: list) -> None:

@@ -287,7 +287,7 @@ def _build_or_reuse_pp_causal_mask(
 def _take_media(module: nn.Module, kwargs: dict[str, Any], is_first: bool) -> dict[str, Any]:
     """Pop media kwargs from ``kwargs`` and return this microbatch's media (stage 0 only).
 
-    Explicit ``pixel_values``/``pixel_values_videos`` win; otherwise the chunk staged by
+    Explicit pixels or audio features (``pixel_values``, ``input_features``, ...) win; otherwise the chunk staged by
     ``stage_vlm_media_for_pp`` is used, selected by the ``VLM_PP_MEDIA_INDEX_KEY`` tensor when passed
     (robust to schedule order and metadata-inference calls), else by the per-module call counter.
     """
@@ -295,7 +295,8 @@ def _take_media(module: nn.Module, kwargs: dict[str, Any], is_first: bool) -> di
     index = kwargs.pop(VLM_PP_MEDIA_INDEX_KEY, None)
     if not is_first:
         return {}
-    if any(explicit.get(k) is not None for k in ("pixel_values", "pixel_values_videos", "image_pixel_values")):
+    media = ("pixel_values", "pixel_values_videos", "image_pixel_values", "input_features", "audio_input_features")
+    if any(explicit.get(k) is not None for k in media):
         return explicit
     chunks = getattr(module, "_vlm_media_chunks", None)
     if not chunks:

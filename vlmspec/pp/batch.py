@@ -12,6 +12,8 @@ import torch
 from .chunking import (
     _IMAGE_GRID_KEYS,
     _VLM_MEDIA_KEYS,
+    AUDIO_CLIP_KEYS,
+    AUDIO_FEATURE_KEYS,
     VLM_PP_MEDIA_INDEX_KEY,
     VLM_PP_MEDIA_KEY,
     _as_counts,
@@ -131,6 +133,45 @@ def _chunk_video_stream(batch: MutableMapping[str, Any], batch_size: int, n: int
     return chunks
 
 
+def _chunk_audio_stream(batch: MutableMapping[str, Any], batch_size: int, n: int) -> list[dict[str, torch.Tensor]]:
+    """Audio clips (``input_features`` / ``audio_input_features [n_clips, ...]`` and their per-clip
+    metadata) follow their samples: ``n_audios_per_sample`` says how many clips each sample owns."""
+    present = [k for k in AUDIO_FEATURE_KEYS if batch.get(k) is not None]
+    if len(present) > 1:
+        raise ValueError(f"the batch has two audio feature tensors {present}; expected one")
+    if not present:
+        clip_meta = [k for k in (*AUDIO_CLIP_KEYS, "n_audios_per_sample") if batch.get(k) is not None]
+        raise ValueError(
+            f"the batch has audio metadata {clip_meta} but no audio features ({' / '.join(AUDIO_FEATURE_KEYS)})"
+        )
+    key = present[0]
+    features = batch[key]
+    if not isinstance(features, torch.Tensor) or features.ndim < 2:
+        raise ValueError(f"{key} must be a [n_clips, ...] tensor, got {getattr(features, 'shape', type(features))}")
+    n_clips = int(features.shape[0])
+    counts = batch.get("n_audios_per_sample")
+    if counts is not None:
+        items = _as_counts(counts, batch_size, "n_audios_per_sample")
+    elif n_clips == batch_size:
+        items = [1] * batch_size
+    else:
+        raise ValueError(
+            f"{key} holds {n_clips} audio clips for batch_size={batch_size} and n_audios_per_sample was not "
+            f"given; pass n_audios_per_sample (long [batch_size]) so each clip stays with its sample"
+        )
+    if sum(items) != n_clips:
+        raise ValueError(f"n_audios_per_sample sums to {sum(items)} but {key} holds {n_clips} clips")
+    per_clip = {k: batch.get(k) for k in AUDIO_CLIP_KEYS}
+    for name, tensor in per_clip.items():
+        if tensor is not None and tensor.shape[0] != n_clips:
+            raise ValueError(f"{name} has {tensor.shape[0]} rows but {key} holds {n_clips} audio clips")
+    count_pair = ("n_audios_per_sample", counts) if counts is not None else None
+    chunks = _split_stream(features, per_clip, items, [1] * n_clips, batch_size, n, count_pair)
+    for c in chunks:
+        c[key] = c.pop("__pixels__")
+    return chunks
+
+
 def _spread(chunks: list[dict[str, torch.Tensor]], per_key: dict[str, list[torch.Tensor]]) -> None:
     """Move ``{key: [chunk_0, ..., chunk_n-1]}`` into the per-microbatch dicts ``chunks``."""
     for key, per_mb in per_key.items():
@@ -156,6 +197,9 @@ def prepare_vlm_media_for_pp(
     Step3 batches (``patch_pixel_values``/``num_patches``) go through ``chunk_step3_media``; Step3p7
     batches (``pixel_values_local``/``num_local_patches``, see ``chunk_step3p7_media``) keep each image's
     global view, its ``num_local_patches`` entry and its local crops with the image's sample.
+
+    Audio clips (``input_features`` / ``audio_input_features`` with their per-clip masks or sizes) follow
+    their samples through ``n_audios_per_sample``, like videos through ``n_videos_per_sample``.
 
     A batch without media is returned as a shallow copy, unchanged. The input batch is not mutated.
     """
@@ -212,6 +256,9 @@ def prepare_vlm_media_for_pp(
 
     if batch.get("pixel_values_videos") is not None:
         for k, c in enumerate(_chunk_video_stream(batch, batch_size, n_microbatches)):
+            chunks[k].update(c)
+    if any(batch.get(k) is not None for k in (*AUDIO_FEATURE_KEYS, *AUDIO_CLIP_KEYS, "n_audios_per_sample")):
+        for k, c in enumerate(_chunk_audio_stream(batch, batch_size, n_microbatches)):
             chunks[k].update(c)
 
     for key in present:

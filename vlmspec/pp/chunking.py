@@ -12,8 +12,11 @@ Conventions used throughout:
 
 - Sample boundaries: microbatch ``k`` holds the samples ``torch.tensor_split(torch.arange(B), n)[k]``,
   i.e. the first ``B % n`` microbatches hold ``ceil(B / n)`` samples and the rest ``floor(B / n)``.
-- ``n_images_per_sample`` / ``n_videos_per_sample``: long ``[B]``, how many images / videos each sample
-  has, in batch order. Media items are stored in sample order (all of sample 0's, then sample 1's, ...).
+- ``n_images_per_sample`` / ``n_videos_per_sample`` / ``n_audios_per_sample``: long ``[B]``, how many
+  images / videos / audio clips each sample has, in batch order. Media items are stored in sample order
+  (all of sample 0's, then sample 1's, ...).
+- Audio layout: ``input_features`` / ``audio_input_features [n_clips, ...]`` plus per-clip metadata
+  (``AUDIO_CLIP_KEYS``); clip ``i`` is row ``i`` of each, owned through ``n_audios_per_sample``.
 - Step3p7 (Step-3.7) layout: ``pixel_values [n_images, C, H, W]`` (one global view per image, owned by
   samples through ``n_images_per_sample``) plus ``pixel_values_local [sum(num_local_patches), C, h, w]``,
   the local crops of all images in image order; ``num_local_patches`` (long ``[n_images]``) says how many
@@ -62,7 +65,20 @@ _VLM_MEDIA_KEYS = (
     "image_attention_mask",
     "pixel_values_local",  # Step3p7: local crops of every image, with num_local_patches [n_images]
     "num_local_patches",
+    # Audio: one leading row per clip (not per sample), so torch PP would cut it by row too.
+    "input_features",  # Qwen3-Omni [n_clips, mels, T]; Gemma 4 / Nemotron omni [n_clips, T, mels]
+    "feature_attention_mask",  # Qwen3-Omni [n_clips, T]
+    "input_features_mask",  # Gemma 4 / Nemotron omni [n_clips, T]
+    "audio_input_features",  # Phi-4-multimodal [n_clips, T, mels]
+    "audio_embed_sizes",  # Phi-4-multimodal [n_clips]
+    "audio_attention_mask",  # Phi-4-multimodal [n_clips, T], only with several clips
+    "n_audios_per_sample",
 )
+
+AUDIO_FEATURE_KEYS = ("input_features", "audio_input_features")
+"""Audio feature tensors: ``[n_clips, ...]``, the clips of all samples in sample order."""
+AUDIO_CLIP_KEYS = ("feature_attention_mask", "input_features_mask", "audio_embed_sizes", "audio_attention_mask")
+"""Per-clip audio metadata: one leading row per clip, like the features they describe."""
 
 # Per-image metadata keys, in the order `_select_image_grid` prefers them.
 _IMAGE_GRID_KEYS = ("image_grid_hws", "image_grid_hw", "image_grid_thw", "image_sizes", "image_position_ids")

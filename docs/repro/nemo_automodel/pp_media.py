@@ -51,3 +51,14 @@ try:
           "(expected [1, 2])")
 except Exception as exc:
     print(f"5. Pixtral layout: {type(exc).__name__}: {exc}")
+
+# 6. audio clips (Qwen3-Omni style): B=2, n=2, sample 0 text-only, sample 1 one clip, plus one image in sample 1
+out = prepare_vlm_media_for_pp(batch={"input_ids": torch.zeros(2, 5, dtype=torch.long),
+                                      "pixel_values": torch.zeros(4, 8), "image_grid_thw": torch.tensor([[1, 2, 2]]),
+                                      "n_images_per_sample": torch.tensor([0, 1]),
+                                      "input_features": torch.ones(1, 128, 100),
+                                      "feature_attention_mask": torch.ones(1, 100, dtype=torch.int32)},
+                               batch_size=2, n_microbatches=2)
+left = [k for k in ("input_features", "feature_attention_mask") if k in out]
+print("6. audio, B=2 n=2: left in the batch", left, "| torch PP's row split gives the clip rows",
+      [t.shape[0] for t in torch.tensor_split(out["input_features"], 2)], "(expected [0, 1]: the clip is sample 1's)")
