@@ -218,6 +218,7 @@ PP = Obj(
         "distributed_fixtures": BATCH_FIXTURES,
         "video_fixtures": BATCH_FIXTURES,
         "audio_fixtures": BATCH_FIXTURES,
+        "media_staged_fixtures": FIXTURE_LIST,
         "notes": str,
     },
     required={"image_token", "tokens_per_image"},

@@ -31,7 +31,7 @@ from ..checks import IGNORE, CheckFailure
 from ..corpus import load_corpus
 from ..loading import collate_for, load_processor
 from ..registry import FamilySpec
-from .spec import MEDIA_KEYS, pp_api, pp_record, uses_mrope
+from .spec import AUDIO_CLIP_KEYS, AUDIO_KEYS, COUNT_KEYS, MEDIA_KEYS, pp_api, pp_record, uses_mrope
 
 _GRID_ALIASES = ("image_grid_hws", "image_grid_thw", "image_grid_hw", "image_sizes", "image_position_ids")
 """The image-grid fields ``_select_image_grid`` chooses from: an implementation may carry the chosen one
@@ -212,8 +212,17 @@ def stage_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], model: nn.Mod
             "video_grid_thw": batch.get("video_grid_thw"),
             "attention_mask": batch.get("attention_mask"),
         }
-        if "mm_token_type_ids" in inspect.signature(rope_index).parameters:  # Qwen-VL; Qwen3-Omni has none
+        params = inspect.signature(rope_index).parameters
+        if "mm_token_type_ids" in params:  # Qwen-VL; Qwen3-Omni has none
             kwargs["mm_token_type_ids"] = batch["mm_token_type_ids"]
+        # a video's temporal positions follow its seconds per grid step (Qwen2.5-VL, Qwen3-Omni), and
+        # Qwen3-Omni's audio positions follow each clip's feature length, as in their forwards
+        seconds = next((batch[k] for k in ("second_per_grid_ts", "video_second_per_grid") if k in batch), None)
+        for name in ("second_per_grid_ts", "second_per_grids"):
+            if name in params and seconds is not None:
+                kwargs[name] = seconds
+        if "audio_seqlens" in params and batch.get("feature_attention_mask") is not None:
+            kwargs["audio_seqlens"] = batch["feature_attention_mask"].sum(-1)
         positions, _ = rope_index(batch["input_ids"], **kwargs)
         out["mrope_position_ids"] = positions.transpose(0, 1).contiguous()
     return out
@@ -236,38 +245,73 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor, n_targets: int) 
 
 
 def microbatch_inputs(spec: FamilySpec, batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
-    """The batch cut into the ``n`` text microbatches, each with its own samples' images, for the unsplit model.
+    """The batch cut into the ``n`` text microbatches, each with its own samples' media, for the unsplit model.
 
     Image ownership comes from ``n_images_per_sample`` and the record's layout (``grid``: image i owns
     ``prod(image_grid_thw[i])`` rows of ``pixel_values``; other kinds: one row per image; Step-3.7's
     ``pixel_values_local``: ``num_local_patches[i]`` rows per image), not from the chunking under test.
+    Videos likewise: ``n_videos_per_sample``, video i owning ``prod(video_grid_thw[i])`` rows of
+    ``pixel_values_videos``; audio clips one feature row each, by ``n_audios_per_sample``.
     """
     size = batch["input_ids"].shape[0]
     counts = batch["n_images_per_sample"].tolist() if "n_images_per_sample" in batch else [0] * size
     grid_layout = pp_record(spec)["tokens_per_image"]["kind"] == "grid"
     rows = batch["image_grid_thw"].prod(-1).tolist() if grid_layout and "image_grid_thw" in batch else [1] * sum(counts)
-    image_at = list(itertools.accumulate(counts, initial=0))
-    row_at = list(itertools.accumulate(rows, initial=0))
     per_image = ("image_grid_thw", "image_sizes", "image_position_ids", "image_attention_mask", "num_local_patches")
     pixel_key = "image_pixel_values" if "image_pixel_values" in batch else "pixel_values"  # Phi-4-multimodal
     local = batch["num_local_patches"].tolist() if "num_local_patches" in batch else [0] * sum(counts)
-    local_at = list(itertools.accumulate(local, initial=0))
+    streams = [
+        _Stream(counts, rows, pixel_key, per_image),
+        _Stream(counts, local, "pixel_values_local", ()),
+    ]
+    if batch.get("pixel_values_videos") is not None:
+        if "n_videos_per_sample" not in batch or "video_grid_thw" not in batch:
+            raise CheckFailure("a video batch without n_videos_per_sample and video_grid_thw cannot be cut per sample")
+        per_video = ("video_grid_thw", "second_per_grid_ts", "video_second_per_grid")
+        streams.append(
+            _Stream(
+                batch["n_videos_per_sample"].tolist(),
+                batch["video_grid_thw"].prod(-1).tolist(),
+                "pixel_values_videos",
+                per_video,
+            )
+        )
+    audio = next((k for k in AUDIO_KEYS if batch.get(k) is not None), None)
+    if audio is not None:
+        if "n_audios_per_sample" not in batch:
+            raise CheckFailure(f"an audio batch ({audio}) without n_audios_per_sample cannot be cut per sample")
+        clips = batch["n_audios_per_sample"].tolist()
+        streams.append(_Stream(clips, [1] * sum(clips), audio, AUDIO_CLIP_KEYS))
+    owned = {s.pixels for s in streams} | {k for s in streams for k in s.per_item} | set(COUNT_KEYS)
     out = []
     for part in torch.tensor_split(torch.arange(size), n):
         s0, s1 = int(part[0]), int(part[-1]) + 1
-        i0, i1 = image_at[s0], image_at[s1]
-        mb = {
-            k: v[s0:s1]
-            for k, v in batch.items()
-            if k not in per_image + (pixel_key, "n_images_per_sample", "pixel_values_local")
-        }
-        if i1 > i0:
-            mb[pixel_key] = batch[pixel_key][row_at[i0] : row_at[i1]]
-            mb.update({k: batch[k][i0:i1] for k in per_image if k in batch})
-            if local_at[i1] > local_at[i0]:
-                mb["pixel_values_local"] = batch["pixel_values_local"][local_at[i0] : local_at[i1]]
+        mb = {k: v[s0:s1] for k, v in batch.items() if k not in owned}
+        for stream in streams:
+            mb.update(stream.slice(batch, s0, s1))
         out.append(mb)
     return out
+
+
+@dataclass
+class _Stream:
+    """One media stream of a batch: items per sample, pixel rows per item, and per-item metadata keys."""
+
+    items_per_sample: list[int]
+    rows_per_item: list[int]
+    pixels: str
+    per_item: tuple[str, ...]
+
+    def slice(self, batch: dict[str, torch.Tensor], s0: int, s1: int) -> dict[str, torch.Tensor]:
+        """Samples ``s0:s1``'s items (nothing when they own none)."""
+        item_at = list(itertools.accumulate(self.items_per_sample, initial=0))
+        row_at = list(itertools.accumulate(self.rows_per_item, initial=0))
+        i0, i1 = item_at[s0], item_at[s1]
+        if row_at[i1] == row_at[i0] or batch.get(self.pixels) is None:
+            return {k: batch[k][i0:i1] for k in self.per_item if k in batch} if i1 > i0 else {}
+        out = {self.pixels: batch[self.pixels][row_at[i0] : row_at[i1]]}
+        out.update({k: batch[k][i0:i1] for k in self.per_item if k in batch})
+        return out
 
 
 def present_media(batch: Mapping[str, Any]) -> list[str]:

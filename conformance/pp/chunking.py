@@ -99,6 +99,17 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
         for key in batch
         if key not in present and (key not in out or not torch.equal(out[key], batch[key]))
     ]
+    # whatever stays in the batch is cut by torch PP on dim 0, so it must be per sample
+    problems += [
+        f"{at()} {key} ({shape(value)}) stays in the PP batch with {value.shape[0]} rows for {batch_size} samples; "
+        f"torch PP would cut it by row"
+        for key, value in out.items()
+        if key in batch
+        and key not in present
+        and isinstance(value, torch.Tensor)
+        and value.ndim
+        and value.shape[0] != batch_size
+    ]
     for key in present:
         parts = [c.get(key) for c in chunks]
         if key in COUNT_KEYS and all(p is None for p in parts):

@@ -24,7 +24,7 @@ from ..fake_checks import model_inputs
 from ..registry import FamilySpec
 from .batches import collated, fallback_note, microbatch_inputs, stage_inputs, supervised_loss
 from .spec import fixture_ids, layers_per_stage, raise_all
-from .staged import skip_if_declared_unsupported, tiny_model, torch_threads
+from .staged import media_fixtures, skip_if_declared_unsupported, tiny_model, torch_threads
 from .worker import DIST_THREADS, rank_main
 
 DIST_RTOL, DIST_ATOL = 1e-5, 4e-5
@@ -125,18 +125,26 @@ def accumulated_reference(spec: FamilySpec, batch: dict[str, torch.Tensor], n: i
 
 def check_distributed(spec: FamilySpec, group: PipelineGroup) -> None:
     """GPipe and 1F1B on 2 ranks: loss and every parameter's gradient equal the single-process reference."""
-    try:
-        problems = _distributed_problems(spec, group)
-    except CheckFailure as exc:
-        problems = [str(exc)]
+    problems = []
+    batches = [fixture_ids(spec, _batch_size(spec), "distributed_fixtures")]
+    if media_fixtures(spec):
+        batches.append(media_fixtures(spec))  # a video (or audio) sample in its own microbatch
+    for ids in batches:
+        try:
+            problems += _distributed_problems(spec, group, ids)
+        except CheckFailure as exc:
+            problems.append(str(exc))
     skip_if_declared_unsupported(spec, "pp_distributed", problems)
     raise_all(fallback_note(spec) + problems if problems else [], "distributed pipeline mismatch(es)")
 
 
-def _distributed_problems(spec: FamilySpec, group: PipelineGroup) -> list[str]:
-    batch_size = len((spec.extra.get("pp") or {}).get("distributed_fixtures") or ()) or DIST_BATCH
+def _batch_size(spec: FamilySpec) -> int:
+    return len((spec.extra.get("pp") or {}).get("distributed_fixtures") or ()) or DIST_BATCH
+
+
+def _distributed_problems(spec: FamilySpec, group: PipelineGroup, ids: tuple[str, ...]) -> list[str]:
+    batch_size = len(ids)
     n = batch_size  # one sample per microbatch: equal microbatch shapes, and chunks with 0, 1 or 2 images
-    ids = fixture_ids(spec, batch_size, "distributed_fixtures")
     batch = collated(spec, ids)
     where = f"{header(spec, '+'.join(ids), 'pp_distributed')} B={batch_size} n={n} K=2"
     labels = batch["labels"]

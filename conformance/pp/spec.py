@@ -81,7 +81,8 @@ MEDIA_KEYS = (
     "n_images_per_sample",
     "pixel_values_videos",
     "video_grid_thw",
-    "second_per_grid_ts",  # Qwen2.5-VL / Qwen3-Omni: one time step per video, [n_videos]
+    "second_per_grid_ts",  # Qwen2.5-VL: one time step per video, [n_videos]
+    "video_second_per_grid",  # Qwen3-Omni's name for it
     "n_videos_per_sample",
     "pixel_values_local",
     "num_local_patches",

@@ -125,10 +125,12 @@ class _RotarySpy:
             h.remove()
 
 
-def staged_problems(spec: FamilySpec, batch_size: int, n: int, n_stages: int, ref: torch.Tensor) -> list[str]:
+def staged_problems(
+    spec: FamilySpec, batch_size: int, n: int, n_stages: int, ref: torch.Tensor, ids: tuple[str, ...] | None = None
+) -> list[str]:
     """Run the split model stage after stage per microbatch; compare logits and loss with ``ref``, the
-    unsplit model's logits on the same batch."""
-    ids = fixture_ids(spec, batch_size, "staged_fixtures")
+    unsplit model's logits on the same batch (``ids``: its fixtures, default the record's staged ones)."""
+    ids = ids or fixture_ids(spec, batch_size, "staged_fixtures")
     batch = collated(spec, ids)
     stages = stages_for(spec, n_stages)
     at = lambda k=None: where(spec, "pp_staged_forward", ids, batch_size, n, k, n_stages)  # noqa: E731
@@ -255,7 +257,29 @@ def _staged_grid(spec: FamilySpec) -> list[str]:
         if batch_size == max(b for b, _ in GRID) and uses_mrope(spec):
             problems += mrope_exercised(spec, batch, ref)
         del ref
+    ids = media_fixtures(spec)
+    if ids:
+        ref = reference_logits(spec, collated(spec, ids))
+        for n_stages in STAGE_COUNTS:
+            for n in range(2, min(len(ids), 3) + 1):
+                problems += staged_problems(spec, len(ids), n, n_stages, ref, ids)
     return problems
+
+
+VIDEO_BATCH = ("video_and_image_one_turn", "text_only_string_content", "video_short_clip")
+"""The staged grid's media batch for families whose record declares video: a video next to an image, a
+text-only sample, a video alone; every n in {2, 3} puts the videos in different microbatches."""
+
+
+def media_fixtures(spec: FamilySpec) -> tuple[str, ...]:
+    """The media batch of the staged (and distributed) run: the record's ``pp.media_staged_fixtures``,
+    else ``VIDEO_BATCH`` for families with video (and a video chunking batch), else none."""
+    pp = spec.extra.get("pp") or {}
+    if "media_staged_fixtures" in pp:
+        return tuple(pp["media_staged_fixtures"])
+    if "video" in spec.media and pp.get("video_fixtures") != []:
+        return VIDEO_BATCH
+    return ()
 
 
 def mrope_exercised(spec: FamilySpec, batch: dict[str, torch.Tensor], ref: torch.Tensor) -> list[str]:

@@ -361,8 +361,13 @@ def _token_id(config: Any, *names: str) -> int | None:
 
 
 def _call_feature_fn(fn, pixel_values: torch.Tensor, media: Mapping[str, Any], extra: Mapping[str, Any]):
+    """``fn(pixel_values, return_dict=True, **the media kwargs fn names)``; the pixels go positionally, so
+    their own parameter (``pixel_values``, or ``pixel_values_videos`` of ``get_video_features``) is not
+    passed again by name."""
     params = inspect.signature(fn).parameters
-    kwargs = {k: v for k, v in media.items() if k in params and k != "pixel_values" and v is not None}
+    positional = next(iter(params), None)
+    skip = {"pixel_values", positional}
+    kwargs = {k: v for k, v in media.items() if k in params and k not in skip and v is not None}
     kwargs.update(extra)
     return fn(pixel_values, return_dict=True, **kwargs)
 

@@ -118,7 +118,10 @@ def _chunk_video_stream(batch: MutableMapping[str, Any], batch_size: int, n: int
             count_field="n_videos_per_sample",
         )
         per_frame = {}
-    per_video = {k: batch.get(k) for k in ("video_grid_thw", "second_per_grid_ts", "num_frames_per_video")}
+    per_video = {
+        k: batch.get(k)
+        for k in ("video_grid_thw", "second_per_grid_ts", "video_second_per_grid", "num_frames_per_video")
+    }
     for key, tensor in per_video.items():
         if tensor is not None and tensor.shape[0] != len(rows):
             raise ValueError(f"{key} has {tensor.shape[0]} entries but pixel_values_videos holds {len(rows)} videos")

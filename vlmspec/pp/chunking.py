@@ -59,6 +59,7 @@ _VLM_MEDIA_KEYS = (
     "video_grid_thw",
     "video_position_ids",
     "second_per_grid_ts",
+    "video_second_per_grid",  # Qwen3-Omni's name for the seconds per temporal grid step, [n_videos]
     "num_frames_per_video",
     "n_videos_per_sample",
     "image_pixel_values",  # Phi-4-multimodal's image stream (with image_sizes, image_attention_mask)
