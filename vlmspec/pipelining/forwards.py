@@ -177,6 +177,19 @@ def _default_video_features(model: nn.Module, pixel_values_videos: torch.Tensor,
     return _call_feature_fn(fn, pixel_values_videos, media, {})
 
 
+def _default_audio_features(model: nn.Module, input_features: torch.Tensor, media: dict[str, Any]) -> torch.Tensor:
+    """Audio clips' features ``[n_audio_tokens, H]`` from the model's ``get_audio_features`` (Qwen3-Omni:
+    ``input_features [n_clips, mels, T]`` with ``feature_attention_mask [n_clips, T]``; the audio tower's
+    ``last_hidden_state`` is what its forward scatters into the audio placeholders)."""
+    inner = _inner_vlm(model)
+    fn = getattr(inner, "get_audio_features", None) or getattr(model, "get_audio_features", None)
+    if fn is None:
+        raise ValueError(f"{type(model).__name__} received input_features but has no get_audio_features()")
+    output = _call_feature_fn(fn, input_features, media, {})
+    pooled = getattr(output, "pooler_output", None)
+    return pooled if pooled is not None else getattr(output, "last_hidden_state", output)
+
+
 def _embed_and_merge(
     model: nn.Module,
     text: nn.Module,
@@ -184,7 +197,7 @@ def _embed_and_merge(
     media: dict[str, Any],
     image_features_fn: Callable[[nn.Module, torch.Tensor, dict[str, Any]], Any],
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Stage 0: embed ``input_ids [B, L]`` and scatter image/video features into their placeholder tokens.
+    """Stage 0: embed ``input_ids [B, L]`` and scatter image/video/audio features into their placeholder tokens.
 
     Returns ``(inputs_embeds [B, L, H], text_kwargs)``; ``text_kwargs`` carries Qwen3-VL DeepStack
     features (``visual_pos_masks [B, L]``, ``deepstack_visual_embeds``: one ``[n_visual, H]`` per level)
@@ -198,27 +211,27 @@ def _embed_and_merge(
         ids = ids.masked_fill(ids >= embed.num_embeddings, 0)
     inputs_embeds = embed(ids)
     extend = getattr(text, "embed_tokens_extend", None)
-    if extend is not None and media.get("image_pixel_values") is not None:
-        # Phi-4-multimodal: its feature embedding writes image features into the <|image|> rows itself
-        inputs_embeds = extend(
-            input_ids,
-            inputs_embeds,
-            image_pixel_values=media["image_pixel_values"],
-            image_sizes=media.get("image_sizes"),
-            image_attention_mask=media.get("image_attention_mask"),
-        )
+    phi4_keys = ("image_pixel_values", "image_sizes", "image_attention_mask", "audio_input_features")
+    phi4_keys += ("audio_embed_sizes", "audio_attention_mask")
+    if extend is not None and any(media.get(k) is not None for k in ("image_pixel_values", "audio_input_features")):
+        # Phi-4-multimodal: its feature embedding writes image and audio features into the <|image|> /
+        # <|audio|> rows itself
+        inputs_embeds = extend(input_ids, inputs_embeds, **{k: media.get(k) for k in phi4_keys})
     hidden_size = inputs_embeds.shape[-1]
     vision_dtype = _vision_dtype(model)
     deepstack: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
 
-    for pixel_key, token_names, fn in (
+    streams = [
         ("pixel_values", ("image_token_id", "image_token_index"), image_features_fn),
         ("pixel_values_videos", ("video_token_id", "video_token_index"), _default_video_features),
-    ):
+    ]
+    if extend is None:  # Phi-4-multimodal's feature embedding owns its audio too
+        streams.append(("input_features", ("audio_token_id", "audio_token_index"), _default_audio_features))
+    for pixel_key, token_names, fn in streams:
         pixels = media.get(pixel_key)
         if pixels is None or pixels.shape[0] == 0:
             continue  # this microbatch has no such media
-        if vision_dtype is not None and pixels.is_floating_point():
+        if vision_dtype is not None and pixels.is_floating_point() and pixel_key != "input_features":
             pixels = pixels.to(vision_dtype)
         token_id = _token_id(config, *token_names)
         if token_id is None:
