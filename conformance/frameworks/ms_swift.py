@@ -39,6 +39,7 @@ FRAMEWORK = Framework(
         "Qwen2VLProcessor": "qwen2_vl",
         "Qwen2_5_VLProcessor": "qwen2_5_vl",
         "Qwen3VLProcessor": "qwen3_vl",
+        "Qwen3OmniMoeProcessor": "qwen3_omni",  # its loader reads the Hub layout (see _hub_layout)
         "Gemma3Processor": "gemma3_vision",
         "Gemma4Processor": "gemma4_nothinking",
         "LlavaOnevision1_5Processor": "llava_onevision1_5",
@@ -47,12 +48,6 @@ FRAMEWORK = Framework(
         "KimiVLProcessor": "kimi_vl",
     },
     unsupported={
-        "Qwen3OmniMoeProcessor": (
-            "ms-swift registers Qwen3-Omni (template qwen3_omni, swift/model/models/qwen.py Qwen3OmniLoader), but "
-            "its loader and template read config.thinker_config, and the suite's synthetic pack ships a thinker-only "
-            "config.json: Qwen3OmniLoader.get_processor raises AttributeError 'thinker_config' (a pack limitation, "
-            "not a verdict on ms-swift)"
-        ),
         "Phi4MultimodalProcessor": (
             "ms-swift's phi4_multimodal loader and template target the Hub repo's remote-code processor, not "
             "transformers' Phi4MultimodalProcessor: swift/model/models/microsoft.py Phi4MultimodalLoader.get_processor "
@@ -121,7 +116,39 @@ def _model_dir(model_id: str) -> str:
     pack = pack_for(model_id)
     if pack is None:
         raise RuntimeError(f"ms_swift adapter: no offline pack for {model_id!r}, and it is not a local folder")
-    return str(pack.snapshot)
+    return _hub_layout(str(pack.snapshot))
+
+
+@cache
+def _hub_layout(folder: str) -> str:
+    """``folder``, or a copy laid out like the Hub repo where the pack's config.json is not.
+
+    Qwen3-Omni's pack keeps the thinker's config only (the suite's tiny model is the thinker), while the
+    repo's config.json is a ``qwen3_omni_moe`` config with the thinker under ``thinker_config``, which
+    ms-swift's loader and template read. The copy wraps the pack's config that way; every other file is
+    the pack's own.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    if config.get("model_type") != "qwen3_omni_moe_thinker":
+        return folder
+    out = tempfile.mkdtemp(prefix="vlmspec-swift-")
+    for name in os.listdir(folder):
+        if name != "config.json" and os.path.isfile(os.path.join(folder, name)):
+            shutil.copy2(os.path.join(folder, name), out)
+    wrapped = {
+        "model_type": "qwen3_omni_moe",
+        "architectures": ["Qwen3OmniMoeForConditionalGeneration"],
+        "enable_audio_output": False,
+        "thinker_config": config,
+    }
+    with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(wrapped, f)
+    return out
 
 
 @cache
@@ -153,7 +180,31 @@ def _with_swift_meta(processor: Any, model_dir: str) -> Any:
     tokenizer = getattr(processor, "tokenizer", processor)
     for obj in (processor, tokenizer):
         obj.model_info, obj.model_meta = model_info, model_meta
+    _fall_back_to_tokenizer(type(processor))
     return processor
+
+
+def _fall_back_to_tokenizer(cls: type) -> None:
+    """Give ``cls`` the attribute fallback ms-swift's loader patches onto every processor class it loads.
+
+    ms-swift's ``patch_getattr`` (``swift/utils/utils.py``) makes a processor hand unknown attributes to its
+    tokenizer, via ``super(self.__class__, self).__getattr__``. On a subclass of a class it already patched
+    that call finds the patched method again and recurses forever: the LLaVA-OneVision-1.5 stand-in
+    subclasses ``Qwen2_5_VLProcessor``, which ms-swift patches when a Qwen2.5-VL model is loaded earlier in the
+    same process (``RecursionError`` on every later LLaVA-OneVision-1.5 sample: a harness artefact, since
+    the real remote class is its own). The stand-in gets the same fallback as its own method, so the
+    inherited patch is never reached.
+    """
+    if "__getattr__" in vars(cls):
+        return
+
+    def __getattr__(self: Any, key: str) -> Any:
+        tokenizer = self.__dict__.get("tokenizer")
+        if tokenizer is None or key.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+        return getattr(tokenizer, key)
+
+    cls.__getattr__ = __getattr__
 
 
 # id(processor) -> (processor, template): swift sft builds one template per run; building it per batch
