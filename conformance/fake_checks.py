@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 from . import impl
@@ -108,6 +109,98 @@ def check_fake_image_invisible(spec: FamilySpec, case: Case) -> None:
     check_direct_masking(spec, case, fake_conv)
     check_media_neighbours(spec, case, fake_conv)
     _compare_real_logits(spec, case, fake, 0, plain, "fake_image")
+
+
+_DUMMY_IMAGE_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "image_grid_hws",
+    "image_sizes",
+    "image_position_ids",
+    "pixel_attention_mask",
+    "image_attention_mask",
+)
+"""The image tensors of a text-only batch: all of them are the framework's dummy image."""
+
+
+def check_framework_dummy_image(spec: FamilySpec, case: Case) -> None:
+    """A framework's own dummy image for text-only batches (LLaMA-Factory's) obeys the fake-image contract.
+
+    The adapter's ``dummy_image_batch`` gives the batch as the framework hands it to the model (``[B, L]``,
+    labels unshifted, the dummy's tokens and pixels kept). Its vision tokens must be unattended and
+    unsupervised, the vision tower must run on it (so FSDP/ZeRO-3 collectives match across ranks), and the
+    real tokens' logits must equal those of the same row without the dummy's columns and pixels (fp32,
+    1e-5): the dummy image is invisible.
+    """
+    dummy_image_batch = impl.get("collate_fns", "dummy_image_batch")
+    processor = load_processor(spec.model_id)
+    where = header(spec, case.id, "fake_image")
+    model = load_tiny_model(spec.model_id, spec.model_class) if spec.model_class is not None else None
+    # with the model, the framework's collator adds what it computes from it (LLaMA-Factory: M-RoPE position_ids)
+    batch = dummy_image_batch([{"conversation": case.conversation}], processor, model=model)
+    ids, mask, labels = batch["input_ids"][0], batch["attention_mask"][0], batch["labels"][0]
+    vis = torch.isin(ids, torch.tensor(vision_token_ids(spec, processor)))
+    if not vis.any():
+        raise CheckFailure(f"{where} the framework's text-only batch carries no dummy image tokens")
+    tok = processor.tokenizer
+    visible = (vis & (mask != 0)).nonzero().flatten().tolist()
+    if visible:
+        raise CheckFailure(
+            "\n".join([f"{where} dummy-image vision tokens left attended:", *decode_runs(tok, ids.tolist(), visible)])
+        )
+    supervised = (vis & (labels != IGNORE)).nonzero().flatten().tolist()  # unshifted: label p is token p's
+    if supervised:
+        raise CheckFailure(f"{where} dummy-image vision tokens are supervised at positions {runs(supervised)}")
+    if model is None:
+        return
+    audio = [k for k in ("input_features", "audio_input_features") if batch.get(k) is not None]
+    audio_config = getattr(model.config, "audio_config", "absent")
+    if audio and audio_config is None:
+        pytest.skip(
+            f"the framework adds a dummy audio clip ({audio}) to the text-only batch too, and the pack's tiny "
+            f"model has no audio tower (audio_config null), so no forward can take it; masking was checked"
+        )
+    real = mask != 0
+    # the same row without the dummy: its columns cut, the image tensors dropped (they are the dummy's),
+    # positions left to the model (a text row's are 0..n-1); the row's own audio stays
+    plain = {}
+    for key, value in batch.items():
+        if key in _DUMMY_IMAGE_KEYS or key in ("position_ids", "rope_deltas") or not isinstance(value, torch.Tensor):
+            continue
+        plain[key] = value[:, real] if value.dim() == 2 and value.shape == (1, ids.shape[0]) else value
+    logits_dummy, fired = _forward(spec, batch)
+    logits_plain, _ = _forward(spec, plain)
+    if not fired:
+        raise CheckFailure(f"{where} the vision tower ({spec.vision_module}) did not run on the dummy image")
+    diff = (logits_dummy[0][real] - logits_plain[0]).abs()
+    if float(diff.max()) > TOLERANCE:
+        bad = (diff.amax(-1) > TOLERANCE).nonzero().flatten().tolist()
+        raise CheckFailure(
+            "\n".join(
+                [
+                    f"{where} real-token logits differ from the same row without the dummy image: max |Δ| = "
+                    f"{float(diff.max()):.3e} > {TOLERANCE:g} at {len(bad)} of {int(real.sum())} real positions",
+                    *_position_note(batch.get("position_ids"), real),
+                    *decode_runs(tok, ids[real].tolist(), bad)[:8],
+                ]
+            )
+        )
+
+
+def _position_note(positions: Any, real: torch.Tensor) -> list[str]:
+    """Where the framework's own ``position_ids`` for a text-only row are not ``0..n-1`` on the real tokens."""
+    if not isinstance(positions, torch.Tensor):
+        return []
+    rows = positions[:, 0, real] if positions.dim() == 3 else positions[0:1, real]  # M-RoPE [k, B, L] or [B, L]
+    expected = torch.arange(int(real.sum()), dtype=torch.float64)
+    off = (rows.to(torch.float64) != expected).any(0).nonzero().flatten().tolist()
+    if not off:
+        return []
+    at = off[:4]
+    return [
+        f"cause: the framework's position_ids ({str(positions.dtype).removeprefix('torch.')}) are not 0..n-1 on "
+        f"the real tokens at {len(off)} positions, e.g. position {at} holds {rows[0, at].tolist()}"
+    ]
 
 
 NEIGHBOURS = {"video": "video_short_clip", "audio": "audio_question"}

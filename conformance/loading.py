@@ -109,10 +109,20 @@ def load_tiny_model(model_id: str, model_class: str) -> torch.nn.Module:
 
 
 def resolve_module(model: torch.nn.Module, dotted: str) -> torch.nn.Module:
+    """``model.<dotted>``; where a transformers line nests the model differently (e.g. the Qwen3-Omni
+    thinker's ``visual`` beside, not inside, ``model`` before 5.x's refactor), the one submodule whose
+    name ends with the record's last component."""
     obj: Any = model
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
+    try:
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
+    except AttributeError:
+        leaf = dotted.rsplit(".", 1)[-1]
+        found = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == leaf]
+        if len(found) != 1:
+            raise
+        return found[0]
 
 
 def offline() -> bool:

@@ -355,7 +355,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=cannot))
                 item.user_properties.append(("vlmspec", info))
                 continue
-        xf = expected_failure_for(label, model_id, check, case_id, names)
+        # a framework's fake_image judges its own dummy image: the family's fake-image findings (about the
+        # documented injected image, before the real tokens) do not describe it
+        own_dummy = framework is not None and check == "fake_image"
+        xf = expected_failure_for(label, model_id, check, case_id, names, family_entries=not own_dummy)
         if xf is not None:
             item.add_marker(pytest.mark.xfail(reason=xf.reason + (f" ({xf.link})" if xf.link else ""), strict=True))
             info["xfail"] = {"reason": xf.reason, "link": xf.link}

@@ -64,7 +64,8 @@ FRAMEWORK = Framework(
     package="llamafactory==0.9.5",
     transformers="5.6.0",
     families=FAMILIES,
-    checks=("labels",),
+    # fake_image judges LLaMA-Factory's own dummy image (dummy_image_batch), not the suite's injected one
+    checks=("labels", "fake_image"),
     unsupported={
         "LlavaOnevision1_5Processor": _NO_TEMPLATE
         + "; its llava_next/llava plugins target LLaVA-NeXT / LLaVA-OneVision (v1), not LLaVA-OneVision-1.5",
@@ -75,12 +76,10 @@ FRAMEWORK = Framework(
         "Step3p7Processor": _NO_TEMPLATE + "; no Step-3 template is registered",
     },
     not_expressible={
-        "fake_image": (
-            "its dummy image is not the suite's injected fake image: MultiModalDataCollatorForSeq2Seq appends a "
-            "64x64 white image's tokens after the last real token of sample 0 of a batch with no image/video, "
-            "with attention_mask 0 and labels -100 (llamafactory/data/collator.py)"
+        "fake_image_mixed_batch": (
+            "the collator adds its dummy image only to batches without any image or video "
+            "(llamafactory/data/collator.py MultiModalDataCollatorForSeq2Seq); fake_image judges that dummy image"
         ),
-        "fake_image_mixed_batch": "the collator adds its dummy image only to batches without any image or video",
     },
     settings={
         "stage=sft / SFTDataCollatorWith4DAttentionMask": (
@@ -191,6 +190,15 @@ def framework_collate_fn(examples: list[dict[str, Any]], processor: Any) -> dict
     ``pixel_values [N_patches, D]``, ``image_grid_thw [N_images, 3]``, ``pixel_values_videos``, ``video_grid_thw``).
     In a batch without image or video those are the dummy image's.
     """
+    return to_contract(_drop_trailing_unattended(dummy_image_batch(examples, processor)))
+
+
+def dummy_image_batch(examples: list[dict[str, Any]], processor: Any, model: Any = None) -> dict[str, Any]:
+    """The SFT collator's batch as it reaches the model: ``[B, L]`` tensors, labels unshifted (-100 = ignore),
+    nothing dropped. In a batch without image or video, sample 0 ends with LLaMA-Factory's dummy image
+    (a 64x64 white image's tokens, attention_mask 0) and the media tensors are that image's: the
+    ``fake_image`` check judges it (``FRAMEWORK.checks``). ``model``: handed to the collator as training
+    does, so that it adds what it computes from the model (M-RoPE ``position_ids`` / ``rope_deltas``)."""
     patched, template, data_args = _llamafactory_state(processor)
     tokenizer = patched.tokenizer
     converter = get_dataset_converter("sharegpt", DatasetAttr(**_DATASET_ATTR), data_args)
@@ -204,7 +212,7 @@ def framework_collate_fn(examples: list[dict[str, Any]], processor: Any) -> dict
     features = [{key: encoded[key][i] for key in encoded} for i in range(len(examples))]
     collator = SFTDataCollatorWith4DAttentionMask(
         template=template,
-        model=None,
+        model=model,
         tokenizer=tokenizer,
         processor=patched,
         pad_to_multiple_of=8,
@@ -213,7 +221,7 @@ def framework_collate_fn(examples: list[dict[str, Any]], processor: Any) -> dict
         neat_packing=False,
         compute_dtype=torch.bfloat16,
     )
-    return to_contract(_drop_trailing_unattended(dict(collator(features))))
+    return dict(collator(features))
 
 
 def _drop_trailing_unattended(batch: dict[str, Any]) -> dict[str, Any]:
