@@ -18,6 +18,7 @@ from conformance import registry
 from conformance.registry import IMPL_ROW, FamilySpec, expected_failure_for
 
 QWEN = "Qwen/Qwen2.5-VL-3B-Instruct"
+QWEN3_OMNI = "Qwen/Qwen3-Omni-30B-A3B-Instruct"
 GEMMA4 = "google/gemma-4-E2B-it"
 
 
@@ -210,3 +211,19 @@ def test_impl_file_entry_wins_over_the_record(impls_dir):
     check = _record(QWEN)["expected_failures"][0]["check"]
     _write_impl(impls_dir, "probe", [_entry(check=check, reason="impl-specific", models=[QWEN])])
     assert expected_failure_for(QWEN, QWEN, check, None, ["probe"]).reason == "impl-specific"
+
+
+def test_family_entries_can_be_left_out():
+    """A framework's fake_image judges its own dummy image: the family's fake-image entries (about the
+    injected image before the real tokens) are not applied to it, an implementation's own entries still are."""
+    gemma3 = "google/gemma-3-4b-it"
+    found = expected_failure_for(gemma3, gemma3, "fake_image", "single_turn_text", ["vlmspec"])
+    assert found is not None  # the family records that Gemma 3 sees the injected fake image
+    assert (
+        expected_failure_for(gemma3, gemma3, "fake_image", "single_turn_text", ["vlmspec"], family_entries=False)
+        is None
+    )
+    lf = expected_failure_for(
+        QWEN3_OMNI, QWEN3_OMNI, "fake_image", "long_answer", ["llamafactory"], family_entries=False
+    )
+    assert lf is not None and "bfloat16" in lf.reason
