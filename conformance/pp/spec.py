@@ -9,12 +9,17 @@ A family's record says, under ``"pp"``::
       "layers_per_stage": {"3": [1, 0, 1]},               # optional: when K stages > decoder layers
       "staged_fixtures": [...],                           # optional: corpus rows for the staged forward
       "distributed_fixtures": [...],                      #   and the distributed run (default: DEFAULT_FIXTURES)
+      "video_fixtures": [...],                            # optional: the video chunking batch ([] = none)
+      "audio_fixtures": [...],                            # optional: the audio chunking batch
+      "media_staged_fixtures": [...],                     # optional: the staged/distributed media batch
       "notes": "..."                                      # why the record deviates from the defaults
     }
 
 ``staged_fixtures`` may also map each B to its own list (``{"1": [...], ..., "5": [...]}``): with a
 262k vocabulary and 256+ tokens per image (Gemma), every padded row costs, so images go where they
-are cheap. The chunking check always uses ``DEFAULT_FIXTURES`` (0, 1 and 2 images per sample).
+are cheap. The chunking check uses ``DEFAULT_FIXTURES`` (0, 1 and 2 images per sample) and
+``IMAGE_FIXTURES``, plus ``VIDEO_FIXTURES`` / ``AUDIO_FIXTURES`` for the media a record declares; the
+staged and distributed runs add ``media_staged_fixtures`` (default: ``VIDEO_BATCH`` for video families).
 
 ``tokens_per_image`` kinds (the processor's arithmetic, written down independently of any implementation):
 

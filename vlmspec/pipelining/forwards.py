@@ -345,9 +345,10 @@ def create_pipeline_forward_causal_lm() -> Callable:
     ``forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
     inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, **kwargs) -> Tensor``:
 
-    - Stage 0 of a VLM embeds ``input_ids [B, L]`` and scatters vision features into the image/video
-      placeholder tokens. Media come from ``pixel_values``/``image_grid_thw``/``pixel_values_videos``/...
-      kwargs, or from the chunk attached by ``stage_vlm_media_for_pp`` (chunk ``k`` for microbatch ``k``).
+    - Stage 0 of a VLM embeds ``input_ids [B, L]`` and scatters vision and audio features into the
+      image/video/audio placeholder tokens. Media come from ``pixel_values``/``image_grid_thw``/
+      ``pixel_values_videos``/``input_features``/... kwargs, or from the chunk attached by
+      ``stage_vlm_media_for_pp`` (chunk ``k`` for microbatch ``k``).
       Text-only models hand integer ids to the (patched) text module, which embeds them.
       Step3p7 computes its features from global views and local crops (``_step3p7_image_features``:
       ``pixel_values``, ``pixel_values_local``, ``num_local_patches``).
