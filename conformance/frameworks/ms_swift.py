@@ -17,7 +17,10 @@ project's.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from functools import cache
 from typing import Any
 
@@ -128,10 +131,6 @@ def _hub_layout(folder: str) -> str:
     ms-swift's loader and template read. The copy wraps the pack's config that way; every other file is
     the pack's own.
     """
-    import json
-    import shutil
-    import tempfile
-
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     if config.get("model_type") != "qwen3_omni_moe_thinker":

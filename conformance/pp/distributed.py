@@ -126,9 +126,8 @@ def accumulated_reference(spec: FamilySpec, batch: dict[str, torch.Tensor], n: i
 def check_distributed(spec: FamilySpec, group: PipelineGroup) -> None:
     """GPipe and 1F1B on 2 ranks: loss and every parameter's gradient equal the single-process reference."""
     problems = []
-    batches = [fixture_ids(spec, _batch_size(spec), "distributed_fixtures")]
-    if media_fixtures(spec):
-        batches.append(media_fixtures(spec))  # a video (or audio) sample in its own microbatch
+    media = media_fixtures(spec)  # a video (or audio) sample in its own microbatch
+    batches = [fixture_ids(spec, _batch_size(spec), "distributed_fixtures"), *([media] if media else [])]
     for ids in batches:
         try:
             problems += _distributed_problems(spec, group, ids)

@@ -177,6 +177,17 @@ def _default_video_features(model: nn.Module, pixel_values_videos: torch.Tensor,
     return _call_feature_fn(fn, pixel_values_videos, media, {})
 
 
+_PHI4_FEATURE_KEYS = (
+    "image_pixel_values",
+    "image_sizes",
+    "image_attention_mask",
+    "audio_input_features",
+    "audio_embed_sizes",
+    "audio_attention_mask",
+)
+"""What Phi-4-multimodal's feature embedding (``embed_tokens_extend``) takes besides ids and embeddings."""
+
+
 def _default_audio_features(model: nn.Module, input_features: torch.Tensor, media: dict[str, Any]) -> torch.Tensor:
     """Audio clips' features ``[n_audio_tokens, H]`` from the model's ``get_audio_features`` (Qwen3-Omni:
     ``input_features [n_clips, mels, T]`` with ``feature_attention_mask [n_clips, T]``; the audio tower's
@@ -211,12 +222,10 @@ def _embed_and_merge(
         ids = ids.masked_fill(ids >= embed.num_embeddings, 0)
     inputs_embeds = embed(ids)
     extend = getattr(text, "embed_tokens_extend", None)
-    phi4_keys = ("image_pixel_values", "image_sizes", "image_attention_mask", "audio_input_features")
-    phi4_keys += ("audio_embed_sizes", "audio_attention_mask")
     if extend is not None and any(media.get(k) is not None for k in ("image_pixel_values", "audio_input_features")):
         # Phi-4-multimodal: its feature embedding writes image and audio features into the <|image|> /
         # <|audio|> rows itself
-        inputs_embeds = extend(input_ids, inputs_embeds, **{k: media.get(k) for k in phi4_keys})
+        inputs_embeds = extend(input_ids, inputs_embeds, **{k: media.get(k) for k in _PHI4_FEATURE_KEYS})
     hidden_size = inputs_embeds.shape[-1]
     vision_dtype = _vision_dtype(model)
     deepstack: list[tuple[torch.Tensor, list[torch.Tensor]]] = []

@@ -81,6 +81,23 @@ def _chunk_phi4_image_stream(batch: MutableMapping[str, Any], batch_size: int, n
     return chunks
 
 
+def _items_per_sample(counts: Any, n_items: int, batch_size: int, count_field: str, holder: str) -> list[int]:
+    """How many of ``holder``'s ``n_items`` items each sample owns: ``counts`` (long ``[batch_size]``), or one
+    each when there are exactly ``batch_size`` items and no counts."""
+    if counts is not None:
+        items = _as_counts(counts, batch_size, count_field)
+    elif n_items == batch_size:
+        items = [1] * batch_size
+    else:
+        raise ValueError(
+            f"{holder} holds {n_items} items for batch_size={batch_size} and {count_field} was not given; "
+            f"pass {count_field} (long [batch_size]) so each item stays with its sample"
+        )
+    if sum(items) != n_items:
+        raise ValueError(f"{count_field} sums to {sum(items)} but {holder} holds {n_items}")
+    return items
+
+
 def _chunk_video_stream(batch: MutableMapping[str, Any], batch_size: int, n: int) -> list[dict[str, torch.Tensor]]:
     pixel_values_videos = batch["pixel_values_videos"]
     grid = batch.get("video_grid_thw")
@@ -95,17 +112,7 @@ def _chunk_video_stream(batch: MutableMapping[str, Any], batch_size: int, n: int
                 f"num_frames_per_video sums to {sum(rows)} but pixel_values_videos has "
                 f"{pixel_values_videos.shape[0]} frames"
             )
-        if counts is not None:
-            items = _as_counts(counts, batch_size, "n_videos_per_sample")
-        elif n_videos == batch_size:
-            items = [1] * batch_size
-        else:
-            raise ValueError(
-                f"pixel_values_videos holds {n_videos} videos for batch_size={batch_size} and "
-                f"n_videos_per_sample was not given; pass n_videos_per_sample (long [batch_size])"
-            )
-        if sum(items) != n_videos:
-            raise ValueError(f"n_videos_per_sample sums to {sum(items)} but there are {n_videos} videos")
+        items = _items_per_sample(counts, n_videos, batch_size, "n_videos_per_sample", "pixel_values_videos")
         per_frame = {"video_position_ids": batch.get("video_position_ids")}
     else:
         items, rows = _resolve_layout(
@@ -153,17 +160,7 @@ def _chunk_audio_stream(batch: MutableMapping[str, Any], batch_size: int, n: int
         raise ValueError(f"{key} must be a [n_clips, ...] tensor, got {getattr(features, 'shape', type(features))}")
     n_clips = int(features.shape[0])
     counts = batch.get("n_audios_per_sample")
-    if counts is not None:
-        items = _as_counts(counts, batch_size, "n_audios_per_sample")
-    elif n_clips == batch_size:
-        items = [1] * batch_size
-    else:
-        raise ValueError(
-            f"{key} holds {n_clips} audio clips for batch_size={batch_size} and n_audios_per_sample was not "
-            f"given; pass n_audios_per_sample (long [batch_size]) so each clip stays with its sample"
-        )
-    if sum(items) != n_clips:
-        raise ValueError(f"n_audios_per_sample sums to {sum(items)} but {key} holds {n_clips} clips")
+    items = _items_per_sample(counts, n_clips, batch_size, "n_audios_per_sample", key)
     per_clip = {k: batch.get(k) for k in AUDIO_CLIP_KEYS}
     for name, tensor in per_clip.items():
         if tensor is not None and tensor.shape[0] != n_clips:
