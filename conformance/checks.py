@@ -24,7 +24,7 @@ class CheckFailure(AssertionError):
 
 
 def header(spec: FamilySpec, case_id: str, check: str) -> str:
-    via = f" | collate {spec.collate}" if spec.variant else ""
+    via = f" | collate {spec.variant}" if spec.variant else ""
     return f"[{spec.model_id} | {fixture_class(spec)}{via} | fixture {case_id} | check {check}]"
 
 
@@ -99,7 +99,28 @@ def render_transform(spec: FamilySpec):
     return lambda text: text.replace(after, after + insert)
 
 
-def processor_ids(processor: Any, conversation: list, transform=None) -> tuple[list[int], str]:
+def _audio_from_video_indices(conversation: list) -> list[int | None]:
+    """Per audio slot in conversation order: None for a standalone clip, ``i`` for the track of video ``i``
+    (transformers' omni processors' ``audio_from_video_indices``)."""
+    slots, video = [], 0
+    for m in conversation:
+        for item in m["content"] if isinstance(m["content"], list) else ():
+            if item.get("type") == "audio":
+                slots.append(None)
+            elif item.get("type") == "video":
+                slots.append(video)
+                video += 1
+    return slots
+
+
+def processor_ids(
+    processor: Any, conversation: list, transform=None, processor_kwargs: dict[str, Any] | None = None
+) -> tuple[list[int], str]:
+    """The processor's ids of one conversation (unshifted, unpadded) and its rendered prompt.
+
+    processor_kwargs: what a collate option asks the processor for (``load_audio_from_video``: the
+    processor reads each video's own audio track itself and interleaves it with the frames).
+    """
     rendered = renderer(processor).apply_chat_template(conversation, tokenize=False)
     if transform is not None:
         rendered = transform(rendered)
@@ -109,6 +130,10 @@ def processor_ids(processor: Any, conversation: list, transform=None) -> tuple[l
         kwargs["videos"] = videos
     if audio:
         kwargs["audio"] = [_waveform(processor, a) for a in audio]
+    kwargs.update(processor_kwargs or {})
+    if kwargs.get("load_audio_from_video") and videos and audio:
+        # standalone clips next to videos: the processor must know which slot is which
+        kwargs["audio_from_video_indices"] = _audio_from_video_indices(conversation)
     # the template renders BOS itself; the tokenizer must not add a second one
     out = processor(text=[rendered], return_tensors="pt", add_special_tokens=False, **kwargs)
     return out["input_ids"][0].tolist(), rendered
@@ -146,7 +171,9 @@ def reference_ids(spec: FamilySpec, case: Case) -> tuple[list[int], str]:
     """
     key = (spec.label, case.id)
     if key not in _REFERENCE:
-        _REFERENCE[key] = processor_ids(load_processor(spec.model_id), case.conversation, render_transform(spec))
+        _REFERENCE[key] = processor_ids(
+            load_processor(spec.model_id), case.conversation, render_transform(spec), dict(spec.processor_kwargs)
+        )
     return _REFERENCE[key]
 
 

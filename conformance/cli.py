@@ -101,6 +101,7 @@ def cmd_families(args: argparse.Namespace, out: TextIO) -> int:
                 "processor": spec.processor_class,
                 "collate": spec.collate,
                 "also_collate": list(getattr(spec, "also_collate", ()) or ()),
+                "collate_options": [v.variant for v in spec.variants() if v.collate_kwargs],
                 "checks": list(spec.checks),
                 "expected_failures": [
                     {
@@ -124,7 +125,7 @@ def cmd_families(args: argparse.Namespace, out: TextIO) -> int:
             r["family"],
             r["fixture_class"],
             r["processor"],
-            "+".join([r["collate"], *r["also_collate"]]),
+            "+".join([r["collate"], *r["also_collate"], *r["collate_options"]]),
             ",".join(r["checks"]),
             str(len(r["expected_failures"]) or ""),
         )

@@ -41,12 +41,28 @@ class Case:
         return bool(self.media & {"image", "video"})
 
     @property
+    def clips(self) -> int:
+        """Audio items in the conversation."""
+        return len(_items(self.raw, "audio"))
+
+    @property
+    def sound_tracks(self) -> int:
+        """Videos whose file carries an audio track (a ``"sound"`` descriptor): what ``use_audio_in_video`` reads."""
+        return sum(isinstance(v.get("video"), dict) and "sound" in v["video"] for v in _items(self.raw, "video"))
+
+    @property
     def media(self) -> frozenset[str]:
         """The media kinds in the conversation: a subset of {"image", "video", "audio"}."""
         return frozenset(kind for kind in MEDIA if any(f'"type": "{kind}"' in m for m in self.raw))
 
 
 MEDIA = ("image", "video", "audio")
+
+
+def _items(raw: tuple, kind: str) -> list[dict]:
+    """The ``kind`` items of a raw conversation (descriptors, not media), in order."""
+    messages = (json.loads(m)["content"] for m in raw)
+    return [item for content in messages if isinstance(content, list) for item in content if item.get("type") == kind]
 
 
 def generate_image(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Image:

@@ -207,6 +207,19 @@ NEIGHBOURS = {"video": "video_short_clip", "audio": "audio_question"}
 """Per medium a family declares beyond images, the real sample batched after the fake-image sample."""
 
 
+def media_neighbour(spec: FamilySpec, medium: str) -> str | None:
+    """The corpus case batched next to the fake image for ``medium``: :data:`NEIGHBOURS`' unless the row runs
+    only some cases (a collate option: then the first of them holding the medium), None where none can."""
+    if medium not in spec.media:
+        return None
+    if spec.runs_case(NEIGHBOURS[medium]):
+        return NEIGHBOURS[medium]
+    corpus = {c.id: c for c in load_corpus()}
+    return next(
+        (i for i in spec.only_fixtures if medium in corpus[i].media and corpus[i].media <= set(spec.media)), None
+    )
+
+
 def check_media_neighbours(spec: FamilySpec, case: Case, fake_conv: list) -> None:
     """Batched after the fake-image sample, a real video (audio) sample keeps its own attention mask and
     labels: the fake-image mask must never touch a real video's or audio's tokens (SPEC.md, "Video and
@@ -215,8 +228,9 @@ def check_media_neighbours(spec: FamilySpec, case: Case, fake_conv: list) -> Non
     processor = load_processor(spec.model_id)
     collate = collate_for(spec)
     where = header(spec, case.id, "fake_image")
-    for medium, neighbour_id in NEIGHBOURS.items():
-        if medium not in spec.media:
+    for medium in NEIGHBOURS:
+        neighbour_id = media_neighbour(spec, medium)
+        if neighbour_id is None:
             continue
         neighbour = corpus[neighbour_id]
         mixed = collate(

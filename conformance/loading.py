@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 import torch
@@ -21,7 +21,7 @@ HUB_MODELS: set[str] = set()
 template changed on the Hub then shows up as a golden diff."""
 
 
-@cache
+@functools.cache
 def pack_for(model_id: str):
     """The verified offline pack for a registered model (materialized on first use), or None."""
     try:
@@ -41,7 +41,7 @@ def _factory(dotted: str) -> Callable:
         raise PackError(f"processor_factory {dotted!r}: {exc}") from None
 
 
-@cache
+@functools.cache
 def load_processor(model_id: str) -> Any:
     """The model's processor: its record's ``processor_factory(pack)`` (stand-ins), else AutoProcessor.
 
@@ -77,16 +77,19 @@ def fixture_class(spec: FamilySpec) -> str:
 
 
 def collate_for(spec: FamilySpec) -> Callable:
+    """The active implementation's collate of this row, bound to the row's documented collate option."""
     from . import impl
 
     if spec.collate == "auto":
-        return impl.get("collate_fns", "COLLATE_FNS").get(
+        fn = impl.get("collate_fns", "COLLATE_FNS").get(
             spec.processor_class, impl.get("collate_fns", "default_collate_fn")
         )
-    return impl.get("collate_fns", spec.collate)
+    else:
+        fn = impl.get("collate_fns", spec.collate)
+    return functools.partial(fn, **dict(spec.collate_kwargs)) if spec.collate_kwargs else fn
 
 
-@cache
+@functools.cache
 def load_tiny_model(model_id: str, model_class: str) -> torch.nn.Module:
     """Random-weight fp32 model from the pack's tiny ``config.json`` (seeded, eval mode).
 

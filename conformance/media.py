@@ -3,7 +3,9 @@
 A corpus descriptor names the medium, never its bytes:
 
 - video ``{"frames", "width", "height", "fps", "seed"}``: ``frames`` noise frames (the same generator as
-  the corpus images, one seed per frame), encoded as MPEG-4 Part 2 in an ``.mp4`` by PyAV;
+  the corpus images, one seed per frame), encoded as MPEG-4 Part 2 in an ``.mp4`` by PyAV. With
+  ``"sound": {"sample_rate", "seed"}`` the file also carries a mono AAC track of :func:`waveform` as long
+  as the video (``frames / fps`` seconds): what ``use_audio_in_video`` reads;
 - audio ``{"seconds", "sample_rate", "seed"}``: a mono waveform (two seeded sine tones plus seeded noise,
   peak 0.5), written as 16-bit PCM ``.wav`` by soundfile.
 
@@ -57,9 +59,16 @@ def video_frames(frames: int, width: int, height: int, seed: int) -> np.ndarray:
     return np.stack(out)
 
 
-def video_file(frames: int, width: int, height: int, seed: int, fps: int = 2) -> str:
-    """Path of an ``.mp4`` holding :func:`video_frames` at ``fps`` frames per second."""
+def video_file(frames: int, width: int, height: int, seed: int, fps: int = 2, sound: dict | None = None) -> str:
+    """Path of an ``.mp4`` holding :func:`video_frames` at ``fps`` frames per second.
+
+    sound: ``{"sample_rate", "seed"}`` adds a mono AAC audio track holding :func:`waveform` for the
+    video's duration (``frames / fps`` s); without it the file is silent (one stream, video).
+    """
     import av
+
+    if sound is not None and set(sound) != {"sample_rate", "seed"}:
+        raise ValueError(f"video 'sound' descriptor takes exactly 'sample_rate' and 'seed', got {sorted(sound)}")
 
     def write(path: str) -> None:
         pixels = video_frames(frames, width, height, seed)
@@ -67,12 +76,31 @@ def video_file(frames: int, width: int, height: int, seed: int, fps: int = 2) ->
             stream = container.add_stream("mpeg4", rate=fps)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.options = {"qscale": "2"}  # near-lossless: the decoded frames stay close to the noise
+            track = None
+            if sound is not None:
+                track = container.add_stream("aac", rate=sound["sample_rate"])
+                track.layout = "mono"
             for frame in pixels:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
+            if track is not None:
+                _mux_sound(container, track, waveform(frames / fps, sound["sample_rate"], sound["seed"]))
 
     descriptor = {"frames": frames, "width": width, "height": height, "seed": seed, "fps": fps}
+    if sound is not None:  # keeps the silent files' cache names as they were
+        descriptor["sound"] = dict(sound)
     return _cached("video", descriptor, ".mp4", f"av-{av.__version__}", write)
+
+
+def _mux_sound(container: Any, track: Any, samples: np.ndarray, frame_size: int = 1024) -> None:
+    """Encode mono float32 *samples* into the AAC *track*, ``frame_size`` samples per frame (AAC's)."""
+    import av
+
+    for start in range(0, samples.size, frame_size):
+        frame = av.AudioFrame.from_ndarray(samples[None, start : start + frame_size], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = track.rate, start
+        container.mux(track.encode(frame))
+    container.mux(track.encode())
 
 
 def waveform(seconds: float, sample_rate: int, seed: int) -> np.ndarray:

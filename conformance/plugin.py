@@ -249,7 +249,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         case_filter = getattr(metafunc.module, "case_filter", lambda case: True)
         # a case runs where the record declares every medium it holds (image, video, audio)
-        pairs = [(s, c) for s in specs for c in load_corpus() if case_filter(c) and c.media <= set(s.media)]
+        pairs = [
+            (s, c)
+            for s in specs
+            for c in load_corpus()
+            if case_filter(c) and c.media <= set(s.media) and s.runs_case(c.id)
+        ]
         metafunc.parametrize(("family", "case"), pairs, ids=[f"{s.label}::{c.id}" for s, c in pairs])
     else:
         metafunc.parametrize("family", specs, ids=[s.label for s in specs])

@@ -85,8 +85,12 @@ class FamilySpec:
     registered: bool = True
     also_collate: tuple[str, ...] = ()  # further collates to run (e.g. default_collate_fn beside the family's)
     also_collate_checks: tuple[str, ...] = ("labels", "label_consistency", "golden")
-    variant: str = ""  # set on the copies that run an also_collate
+    variant: str = ""  # set on the copies that run an also_collate or a collate option
     media: tuple[str, ...] = ("image",)  # what the processor takes: corpus cases with other media do not run
+    collate_options: tuple[dict[str, Any], ...] = ()  # documented collate parameters to run as extra rows
+    collate_kwargs: tuple[tuple[str, Any], ...] = ()  # set on a collate option's copy: (name, value) pairs
+    processor_kwargs: tuple[tuple[str, Any], ...] = ()  # ... and how the harness's reference asks the processor
+    only_fixtures: tuple[str, ...] = ()  # a collate option's copy runs only these cases (empty = all)
     extra: dict[str, Any] = field(default_factory=dict)  # validated: pp, text_injection, processor_factory, notes
 
     @property
@@ -95,12 +99,34 @@ class FamilySpec:
         return f"{self.model_id}@{self.variant}" if self.variant else self.model_id
 
     def variants(self) -> list[FamilySpec]:
-        """This record plus one copy per ``also_collate`` (restricted to ``also_collate_checks``)."""
+        """This record plus one copy per ``also_collate`` (restricted to ``also_collate_checks``) and one per
+        ``collate_options`` entry (the family collate called with that entry's documented ``kwargs``, on its
+        ``fixtures``, restricted to its ``checks``; labelled ``<collate>(name=value, ...)``)."""
         out = [self]
         for collate in self.also_collate:
             checks = tuple(c for c in self.checks if c in self.also_collate_checks)
-            out.append(replace(self, collate=collate, variant=collate, checks=checks, also_collate=()))
+            out.append(
+                replace(self, collate=collate, variant=collate, checks=checks, also_collate=(), collate_options=())
+            )
+        for option in self.collate_options:
+            kwargs = tuple(sorted(option["kwargs"].items()))
+            out.append(
+                replace(
+                    self,
+                    variant=f"{self.collate}({', '.join(f'{k}={v!r}' for k, v in kwargs)})",
+                    checks=tuple(c for c in self.checks if c in option["checks"]),
+                    also_collate=(),
+                    collate_options=(),
+                    collate_kwargs=kwargs,
+                    processor_kwargs=tuple(sorted(option.get("processor_kwargs", {}).items())),
+                    only_fixtures=tuple(option.get("fixtures", ())),
+                )
+            )
         return out
+
+    def runs_case(self, case_id: str) -> bool:
+        """Whether this row runs the corpus case (a collate option's row runs only its ``fixtures``)."""
+        return not self.only_fixtures or case_id in self.only_fixtures
 
     @property
     def folder(self) -> str:
@@ -135,6 +161,13 @@ class FamilySpec:
                         f"{source}: {key}[{i}].check: {x['check']!r} is not one of this record's checks "
                         f"({', '.join(data['checks'])}), so the entry could never apply"
                     )
+        for i, option in enumerate(data.get("collate_options", ())):
+            idle = [c for c in option["checks"] if c not in data["checks"]]
+            if idle:
+                raise ValueError(
+                    f"{source}: collate_options[{i}].checks: {idle} are not this record's checks "
+                    f"({', '.join(data['checks'])}), so the option would never run them"
+                )
         entries = lambda key: tuple(_entry(x) for x in data.get(key, ()))  # noqa: E731
         return cls(
             model_id=data["model_id"],
@@ -151,6 +184,7 @@ class FamilySpec:
             also_collate=tuple(data.get("also_collate", ())),
             also_collate_checks=tuple(data.get("also_collate_checks", ("labels", "label_consistency", "golden"))),
             media=tuple(data.get("media", ("image",))),
+            collate_options=tuple(data.get("collate_options", ())),
             extra={k: v for k, v in data.items() if k in _EXTRA},
         )
 
@@ -233,6 +267,20 @@ TEMPLATE_ENTRY = Obj(
     },
     required={"fixture", "description"},
 )
+_SCALAR = Either(bool, Either(int, Either(float, str)))
+COLLATE_OPTION = Obj(
+    {
+        "kwargs": MapOf(_SCALAR),
+        "processor_kwargs": MapOf(_SCALAR),
+        "checks": ListOf(Choice(CHECKS, "check")),
+        "fixtures": FIXTURE_LIST,
+        "notes": str,
+    },
+    required={"kwargs", "checks", "notes"},
+)
+"""A documented collate parameter run as its own row: the family collate called with ``kwargs``; the
+harness's reference asks the processor for the same thing with ``processor_kwargs``; ``fixtures`` (default:
+every case) are the cases the option applies to, ``notes`` say why."""
 _EXTRA = ("pp", "text_injection", "processor_factory", "notes")
 
 
@@ -263,6 +311,7 @@ def record_schema(data: dict[str, Any]) -> Obj:
             "also_collate": ListOf(str),
             "also_collate_checks": ListOf(Choice(CHECKS, "check")),
             "media": ListOf(Choice(("image", "video", "audio"), "medium")),
+            "collate_options": ListOf(COLLATE_OPTION),
             "text_injection": MapOf(
                 Obj({"after": str, "insert": str}, required={"after", "insert"}),
                 key=Choice(collates, "collate of this record"),

@@ -153,12 +153,13 @@ def test_qwen3_omni_audio_image_video():
     assert bool((batch["attention_mask"][:, 0] == 1).all())
 
 
-def test_qwen3_omni_use_audio_in_video_needs_qwen_omni_utils(monkeypatch):
+def test_qwen3_omni_use_audio_in_video_needs_a_track_reader(monkeypatch):
     proc = S.qwen3_omni_processor()
     frames = [S.image(56, 56, (i * 40, 0, 0)) for i in range(4)]
     examples = [{"conversation": conv([{"type": "video", "video": frames}])}]
     monkeypatch.setattr(qwen_mod, "HAVE_QWEN_OMNI_UTILS", False)
-    with pytest.raises(ImportError, match="pip install qwen-omni-utils"):
+    monkeypatch.setattr(qwen_mod, "_have_torchcodec", lambda: False)
+    with pytest.raises(ImportError, match="neither is installed: pip install qwen-omni-utils"):
         qwen3_omni_collate_fn(examples, proc, use_audio_in_video=True)
     # without video the flag is irrelevant and the collate works without the package
     batch = qwen3_omni_collate_fn(
@@ -195,6 +196,39 @@ def test_qwen3_omni_use_audio_in_video_interleaves(monkeypatch):
     monkeypatch.setattr(qwen_mod, "process_audio_info", silent)
     with pytest.raises(ValueError, match="sample 0: qwen-omni-utils could not read the audio track of its 1 video"):
         qwen3_omni_collate_fn(examples, proc, use_audio_in_video=True)
+
+
+def test_qwen3_omni_use_audio_in_video_reads_the_track_with_torchcodec(monkeypatch, tmp_path):
+    from conformance.media import video_file
+
+    pytest.importorskip("torchcodec")
+    monkeypatch.setenv("VLMSPEC_MEDIA_DIR", str(tmp_path))
+    monkeypatch.setattr(qwen_mod, "HAVE_QWEN_OMNI_UTILS", False)
+    proc = S.qwen3_omni_processor()
+    sounding = video_file(frames=4, width=56, height=56, seed=3, fps=2, sound={"sample_rate": 16000, "seed": 4})
+    silent = video_file(frames=4, width=56, height=56, seed=3, fps=2)
+    try:
+        track = qwen_mod._track_by_torchcodec({"video": sounding}, 0, 0, 16000)
+    except ValueError as exc:  # torchcodec without FFmpeg's libraries: an environment, not this collate
+        pytest.skip(f"torchcodec cannot decode here: {exc}")
+    # 4 frames at 2 fps = 2 s of sound at 16 kHz (AAC pads its last frame: at most 1024 samples more)
+    assert 32000 <= track.size <= 32000 + 1024 and track.dtype == np.float32 and 0.1 < np.abs(track).max() <= 1.0
+    examples = [
+        {"conversation": conv([{"type": "audio", "audio": S.tone(0.5)}, {"type": "video", "video": sounding}])},
+        {"conversation": conv([{"type": "text", "text": "Hi."}])},
+    ]
+    batch = qwen3_omni_collate_fn(examples, proc, use_audio_in_video=True)
+    plain = qwen3_omni_collate_fn(examples, proc)
+    assert batch["n_audios_per_sample"].tolist() == [2, 0]  # the standalone clip and the video's track
+    assert batch["input_features"].shape[0] == 2 and plain["input_features"].shape[0] == 1
+    audio_id = proc.tokenizer.convert_tokens_to_ids("<|audio_pad|>")
+    assert int((batch["input_ids"] == audio_id).sum()) > int((plain["input_ids"] == audio_id).sum())
+    check_contract(batch, n_videos=[1, 0])
+    with pytest.raises(ValueError, match=r"sample 0: video 0 \(.*\): could not read its audio track"):
+        qwen3_omni_collate_fn([{"conversation": conv([{"type": "video", "video": silent}])}], proc, True)
+    frames = [S.image(56, 56, (i * 40, 0, 0)) for i in range(4)]
+    with pytest.raises(ValueError, match="given as list .frames have no track.: pass the file's path"):
+        qwen3_omni_collate_fn([{"conversation": conv([{"type": "video", "video": frames}])}], proc, True)
 
 
 # ---------------------------------------------------------------- Kimi-VL

@@ -103,8 +103,9 @@ def k_expression(checks: Iterable[str], select: str | None = None) -> str:
 
 
 def model_option(model: str) -> list[str]:
-    """``--model`` for a report row: the ``(implementation)`` row is no model; any registered one selects it."""
-    return ["--model", DEFAULT_MODEL if model == IMPL_ROW else model]
+    """``--model`` for a report row: the ``(implementation)`` row is no model; any registered one selects it;
+    a ``model@collate`` row is run by its model."""
+    return ["--model", DEFAULT_MODEL if model == IMPL_ROW else model.partition("@")[0]]
 
 
 def command(runner: str, impl: str, model: str, expect: Iterable[str], select: str | None, workdir: Path) -> list[str]:
@@ -150,8 +151,8 @@ def run(runner: str, impl: str, model: str, expect: Iterable[str], select: str |
 
 
 def _failed_checks(report_path: Path, model: str) -> set[str]:
-    """Checks with status FAIL on *model*'s row (its own collate; ``model@collate`` variant rows are not
-    read), or on the ``(implementation)`` row when *model* is ``IMPL_ROW``."""
+    """Checks with status FAIL on *model*'s row: a model id is its own collate's row (its ``model@collate``
+    variant rows are not read), a ``model@collate`` label that variant's, ``IMPL_ROW`` the implementation's."""
     if not report_path.exists():
         return set()
     row = json.loads(report_path.read_text())["models"].get(model, {"checks": {}})

@@ -227,3 +227,40 @@ def test_family_entries_can_be_left_out():
         QWEN3_OMNI, QWEN3_OMNI, "fake_image", "long_answer", ["llamafactory"], family_entries=False
     )
     assert lf is not None and "bfloat16" in lf.reason
+
+
+# --------------------------------------------------------------------------------------------------
+# collate options: a documented collate parameter as its own row
+# --------------------------------------------------------------------------------------------------
+def test_collate_option_is_a_row_with_its_kwargs_and_cases():
+    spec = FamilySpec.from_json(_record(QWEN3_OMNI), "probe.json")
+    base, option = spec.variants()
+    assert option.label == f"{QWEN3_OMNI}@qwen3_omni_collate_fn(use_audio_in_video=True)"
+    assert dict(option.collate_kwargs) == {"use_audio_in_video": True}
+    assert dict(option.processor_kwargs) == {"load_audio_from_video": True}
+    assert set(option.checks) < set(base.checks) and not option.collate_options
+    assert option.runs_case("video_with_sound") and not option.runs_case("video_short_clip")
+    assert base.runs_case("video_short_clip") and not base.collate_kwargs
+    assert option.label in registry.model_labels()
+
+
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda o: o["checks"].append("pp_layouts"), "unknown check 'pp_layouts'"),
+        (lambda o: o.update(kwargs={"use_audio_in_video": [True]}), "collate_options[0].kwargs.use_audio_in_video"),
+        (lambda o: o["fixtures"].append("video_with_sond"), "did you mean 'video_with_sound'"),
+        (lambda o: o.pop("notes"), "missing required key(s) ['notes']"),
+        (lambda o: o.update(kwarg={}), "did you mean 'kwargs'"),
+    ],
+)
+def test_collate_option_is_strict(mutate, needle):
+    data = copy.deepcopy(_record(QWEN3_OMNI))
+    mutate(data["collate_options"][0])
+    assert needle in _load_error(data)
+
+
+def test_collate_option_checks_must_be_the_records():
+    data = copy.deepcopy(_record(QWEN3_OMNI))
+    data["checks"].remove("golden")
+    assert "collate_options[0].checks: ['golden'] are not this record's checks" in _load_error(data)

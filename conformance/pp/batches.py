@@ -67,7 +67,7 @@ def collated(spec: FamilySpec, ids: tuple[str, ...]) -> dict[str, torch.Tensor]:
                 if name
                 else reference.COLLATE_FNS.get(spec.processor_class, reference.default_collate_fn)
             )
-            _BATCHES[key] = fn(examples=examples, processor=processor)
+            _BATCHES[key] = fn(examples=examples, processor=processor, **dict(spec.collate_kwargs))
             _FALLBACKS.setdefault(
                 spec.label,
                 f"the batches were built by vlmspec's reference {name or 'collate'}: "

@@ -12,6 +12,8 @@ must give the same chunks as collating and preparing by hand.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from ..checks import CheckFailure
@@ -44,17 +46,28 @@ WRAP_CASE = (3, 2)
 
 def check_chunking(spec: FamilySpec) -> None:
     """Every (B, n) of ``GRID``; one failure lists every broken microbatch."""
+    problems = [
+        p
+        for fixtures in chunking_batches(spec)
+        for batch_size, n in GRID
+        for p in chunking_problems(spec, batch_size, n, fixtures)
+    ]
+    problems += wrap_problems(spec, *WRAP_CASE)
+    raise_all(fallback_note(spec) + problems if problems else [], "PP media chunking failure(s)")
+
+
+def chunking_batches(spec: FamilySpec) -> list[tuple[str, ...] | None]:
+    """The fixture lists the grid runs over (None: the record's ``pp.fixtures``); a collate option's row
+    runs its own ``fixtures``, cycled to each batch size."""
+    if spec.only_fixtures:
+        return [tuple(itertools.islice(itertools.cycle(spec.only_fixtures), max(b for b, _ in GRID)))]
     batches: list[tuple[str, ...] | None] = [None, IMAGE_FIXTURES]
     video = (spec.extra.get("pp") or {}).get("video_fixtures")
     if "video" in spec.media and video != []:  # [] in a record: no video batch (its notes say why)
         batches.append(tuple(video or VIDEO_FIXTURES))
     if "audio" in spec.media:
         batches.append(audio_fixtures(spec))
-    problems = [
-        p for fixtures in batches for batch_size, n in GRID for p in chunking_problems(spec, batch_size, n, fixtures)
-    ]
-    problems += wrap_problems(spec, *WRAP_CASE)
-    raise_all(fallback_note(spec) + problems if problems else [], "PP media chunking failure(s)")
+    return batches
 
 
 def audio_fixtures(spec: FamilySpec) -> tuple[str, ...]:
@@ -124,7 +137,7 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
                 f"reproduce the batch's {key} ({shape(batch[key])})"
             )
     problems += _video_problems(spec, batch, chunks, text_mbs, n, at)
-    problems += _audio_problems(ids, batch, chunks, n, at)
+    problems += _audio_problems(spec, ids, batch, chunks, n, at)
     counts = torch.tensor_split(batch["n_images_per_sample"], n) if "n_images_per_sample" in batch else None
     rule = pp_record(spec)["tokens_per_image"]
     documented = _documented_chunks(batch, batch_size, n)
@@ -190,17 +203,13 @@ def _video_problems(spec: FamilySpec, batch, chunks, text_mbs, n: int, at) -> li
     return problems
 
 
-def _clips(conversation: list[dict]) -> int:
-    return sum(
-        1
-        for message in conversation
-        if isinstance(message.get("content"), list)
-        for item in message["content"]
-        if isinstance(item, dict) and item.get("type") == "audio"
-    )
+def _clips(spec: FamilySpec, case) -> int:
+    """Audio clips the case's sample owns: its audio items, plus each sounding video's own track where the
+    row's collate option reads them (``use_audio_in_video``: the track is one more clip of the sample)."""
+    return case.clips + (case.sound_tracks if dict(spec.collate_kwargs).get("use_audio_in_video") else 0)
 
 
-def _audio_problems(ids: tuple[str, ...], batch, chunks, n: int, at) -> list[str]:
+def _audio_problems(spec: FamilySpec, ids: tuple[str, ...], batch, chunks, n: int, at) -> list[str]:
     """Media chunk k holds exactly the audio rows of the clips in text microbatch k's conversations.
 
     The owner of each row comes from the corpus (clips per conversation, in sample order), not from the
@@ -210,7 +219,7 @@ def _audio_problems(ids: tuple[str, ...], batch, chunks, n: int, at) -> list[str
     if key is None:
         return []
     corpus = {c.id: c for c in load_corpus()}
-    clips = [_clips(corpus[i].conversation) for i in ids]
+    clips = [_clips(spec, corpus[i]) for i in ids]
     rows = batch[key].shape[0]
     if sum(clips) != rows:
         return [f"{at()} the batch's {key} has {rows} rows for the {sum(clips)} audio clips {clips} of its samples"]
@@ -252,7 +261,8 @@ def _documented_chunks(batch: dict[str, torch.Tensor], batch_size: int, n: int):
 
 def wrap_problems(spec: FamilySpec, batch_size: int, n: int) -> list[str]:
     """``wrap_vlm_collate_for_pp(collate, n)(examples)`` gives the chunks of collate + prepare."""
-    ids = fixture_ids(spec, batch_size)
+    first = chunking_batches(spec)[0]
+    ids = fixture_ids(spec, batch_size) if first is None else first[:batch_size]
     batch = collated(spec, ids)
     if not present_media(batch):
         return []

@@ -9,7 +9,8 @@ Each module here is an implementation for ``--impl``: importing it patches vlmsp
   check names (``labels``, ``golden``...) that must have status FAIL in the conformance report; with
   ``RUNNER = "tests/<file>.py"`` (the check lives in vlmspec's own tests, not in conformance) they are
   test function names that must fail in that file;
-- optional ``MODEL`` (conformance: the model to run, default Qwen/Qwen2.5-VL-3B-Instruct) and
+- optional ``MODEL`` (conformance: the model to run, default Qwen/Qwen2.5-VL-3B-Instruct; a ``model@collate``
+  row label runs that model and reads that row, e.g. a record's ``collate_options`` row) and
   ``SELECT`` (an extra ``-k`` expression that keeps the run cheap);
 - optional ``SURVIVES = "reason"``: a mutant known to slip through; the mutation test then asserts it
   still does (so a new check that kills it forces the catalogue to be updated).
