@@ -253,6 +253,7 @@ PP = Obj(
         "video_fixtures": BATCH_FIXTURES,
         "audio_fixtures": BATCH_FIXTURES,
         "media_staged_fixtures": FIXTURE_LIST,
+        "video_tubelets": Obj({"frames": int, "patch": int, "merge": int}, required={"frames", "patch", "merge"}),
         "notes": str,
     },
     required={"image_token", "tokens_per_image"},

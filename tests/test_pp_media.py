@@ -479,3 +479,25 @@ def test_audio_errors_name_the_field():
         prepare_vlm_media_for_pp({"input_ids": base["input_ids"], "input_features_mask": torch.ones(3, 5)}, 4, 2)
     with pytest.raises(ValueError, match="two audio feature tensors"):
         prepare_vlm_media_for_pp(dict(base, audio_input_features=feats, n_audios_per_sample=torch.ones(4)), 4, 2)
+
+
+def test_frames_per_video_from_per_sample_outputs():
+    """Nemotron omni's processor stacks frames [frames, C, H, W] and says nothing else: the per-sample
+    collate knows each sample's frames, which are its one video's; PP then keeps them with the sample."""
+    from vlmspec.collate.batching import frames_per_video
+
+    frames = lambda n: torch.zeros(n, 3, 4, 4)  # noqa: E731
+    samples = [{"pixel_values_videos": frames(8)}, {}, {"pixel_values_videos": frames(4)}]
+    assert frames_per_video(samples, [1, 0, 1]).tolist() == [8, 4]
+    assert frames_per_video(samples, [2, 0, 1]) is None  # two videos in a sample: the split is unknown
+    assert frames_per_video(samples, [1, 1, 1]) is None  # a video without frames
+    assert frames_per_video([{"pixel_values_videos": torch.zeros(16, 1176)}], [1]) is None  # patches: grids say
+    assert frames_per_video([{"pixel_values_videos": frames(8), "video_grid_thw": torch.ones(1, 3)}], [1]) is None
+    batch = {
+        "input_ids": torch.zeros(3, 5, dtype=torch.long),
+        "pixel_values_videos": frames(12),
+        "num_frames_per_video": frames_per_video(samples, [1, 0, 1]),
+        "n_videos_per_sample": torch.tensor([1, 0, 1]),
+    }
+    chunks = prepare_vlm_media_for_pp(batch=dict(batch), batch_size=3, n_microbatches=2)[VLM_PP_MEDIA_KEY]
+    assert [c["pixel_values_videos"].shape[0] for c in chunks] == [8, 4]  # samples [0, 1] and [2]

@@ -89,6 +89,7 @@ MEDIA_KEYS = (
     "second_per_grid_ts",  # Qwen2.5-VL: one time step per video, [n_videos]
     "video_second_per_grid",  # Qwen3-Omni's name for it
     "n_videos_per_sample",
+    "num_frames_per_video",
     "pixel_values_local",
     "num_local_patches",
     *AUDIO_KEYS,
@@ -160,12 +161,12 @@ def tokens_per_image(spec: FamilySpec, media: dict[str, torch.Tensor]) -> list[i
         return []
     if kind == "grid":
         grid = media[rule.get("grid_key", "image_grid_thw")]
-        return [_whole(p, rule["merge"] ** 2, "patches / merge²") for p in grid.prod(-1).tolist()]
+        return [whole_tokens(p, rule["merge"] ** 2, "patches / merge²") for p in grid.prod(-1).tolist()]
     if kind == "fixed":
         return [int(rule["tokens"])] * media["pixel_values"].shape[0]
     if kind == "valid_patches":
         valid = (media["image_position_ids"][..., 0] >= 0).sum(-1).tolist()
-        return [_whole(v, rule["pool"] ** 2, "valid patches / pool²") for v in valid]
+        return [whole_tokens(v, rule["pool"] ** 2, "valid patches / pool²") for v in valid]
     if kind == "image_sizes":
         unit = int(rule["pixels"])
         return [(h // unit) * (w // unit) for h, w in media["image_sizes"].tolist()]
@@ -188,7 +189,7 @@ def _phi4_tokens(size: list[int], mask: torch.Tensor, crop: int, g: int) -> int:
     return g * g + g + 1 + int(grid.sum()) + int(grid.any(-1).sum())
 
 
-def _whole(a: int, b: int, what: str) -> int:
+def whole_tokens(a: int, b: int, what: str) -> int:
     if a % b:
         raise CheckFailure(f"{what} = {a} / {b} is not a whole number of tokens")
     return a // b

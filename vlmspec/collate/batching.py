@@ -12,7 +12,7 @@ import torch
 
 from .default import collate_tokenized, prepare_conversations, tokenize_conversations
 from .labels import IGNORE_INDEX, _build_labels_from_markers, resolve_turn_markers
-from .media import check_max_length
+from .media import _count_media_per_sample, check_max_length
 
 # Attributes under which processors / tokenizers name the placeholder tokens that carry media
 # features: cutting one of these off in truncation desynchronizes tokens and features.
@@ -238,6 +238,31 @@ def truncate_batch(
     return out
 
 
+_VIDEO_LAYOUT_KEYS = ("video_grid_thw", "num_frames_per_video", "video_grid_hw")
+
+
+def frames_per_video(samples: Sequence[Mapping[str, Any]], n_videos: Sequence[int]) -> torch.Tensor | None:
+    """``num_frames_per_video: [n_videos]`` (int64) for per-sample outputs whose ``pixel_values_videos`` are
+    stacked frames ``[frames, C, H, W]`` and that say nothing else about their layout (Nemotron omni).
+
+    Each sample's frames belong to its one video, so the count is exact; None where it is not known: no
+    such frames, a layout key already present, or a sample with two or more videos (the processor's
+    output does not say where one video ends), or frames in a sample without a video.
+    """
+    stacked = [s.get("pixel_values_videos") for s in samples]
+    if not any(isinstance(p, torch.Tensor) and p.ndim >= 4 for p in stacked):
+        return None
+    if any(key in s for s in samples for key in _VIDEO_LAYOUT_KEYS):
+        return None
+    counts = []
+    for pixels, videos in zip(stacked, n_videos):
+        rows = 0 if pixels is None else int(pixels.shape[0])
+        if videos > 1 or (videos == 0) != (rows == 0):
+            return None
+        counts += [rows] if videos else []
+    return torch.tensor(counts, dtype=torch.long)
+
+
 def chat_template_collate(
     examples: Sequence[dict[str, Any]],
     processor: Any,
@@ -262,6 +287,9 @@ def chat_template_collate(
             for i, (conv, extra) in enumerate(zip(conversations, extras))
         ]
         batch = stack_samples(outputs, pad_token_id(processor))
+        frames = frames_per_video(outputs, _count_media_per_sample(conversations)[1])
+        if frames is not None:
+            batch["num_frames_per_video"] = frames
     else:
         merged: dict[str, list] = {}
         for extra in extras:
