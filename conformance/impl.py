@@ -23,6 +23,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -99,11 +100,17 @@ class Dependency:
     """A module the implementation imports that is not installed, and how to install it."""
 
     module: str  # top-level import name, e.g. "qwen_omni_utils"
-    package: str  # distribution to install, e.g. "qwen-omni-utils"
+    package: str  # distribution to install, e.g. "qwen-omni-utils" (or a program, e.g. "ffmpeg")
     hint: str = ""  # the implementation's own install advice, when its message gives one
+    program: str = ""  # a system program the module runs, not a pip package: how to install it
 
     @property
     def message(self) -> str:
+        if self.program:
+            return (
+                f"environment: the implementation needs the program `{self.package}` (run by the module "
+                f"`{self.module}`): {self.program}"
+            )
         text = (
             f"environment: the implementation needs the package `{self.package}` (module `{self.module}`): "
             f"pip install {self.package}"
@@ -239,8 +246,29 @@ def missing_dependency(exc: BaseException) -> Dependency | None:
             found = _from_import_error(exc)
             if found is not None:
                 return found
+        found = _missing_program(exc)
+        if found is not None:
+            return found
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+_PROGRAMS = {
+    # librosa reads what soundfile cannot (a video's audio track) through audioread, whose decoder is the
+    # ffmpeg command-line program: without it audioread raises one of these
+    ("audioread", "NotInstalledError"): "ffmpeg",
+    ("audioread", "NoBackendError"): "ffmpeg",
+}
+_PROGRAM_INSTALL = "apt-get install ffmpeg (Debian/Ubuntu) or conda install ffmpeg"
+
+
+def _missing_program(exc: BaseException) -> Dependency | None:
+    """The system program behind ``exc`` (a module's 'not installed' error) when it is really absent."""
+    root = type(exc).__module__.split(".")[0]
+    program = _PROGRAMS.get((root, type(exc).__name__))
+    if program is None or shutil.which(program) is not None:
+        return None
+    return Dependency(root, program, program=_PROGRAM_INSTALL)
 
 
 def _from_import_error(exc: ImportError) -> Dependency | None:

@@ -276,6 +276,23 @@ def test_not_a_missing_dependency(source):
     assert impl.missing_dependency(_raise_in_vlmspec(source)) is None
 
 
+def test_a_missing_program_behind_a_module_is_an_environment_problem(monkeypatch):
+    """librosa decodes a video's audio track through audioread, which runs the ffmpeg program."""
+    not_installed = type("NotInstalledError", (Exception,), {"__module__": "audioread.ffdec"})
+    try:
+        try:
+            raise not_installed()
+        except Exception as exc:
+            raise ValueError("sample 0: could not read the audio track") from exc
+    except ValueError as wrapped:
+        monkeypatch.setattr(impl.shutil, "which", lambda program: None)
+        found = impl.missing_dependency(wrapped)
+        assert found is not None and found.package == "ffmpeg" and found.module == "audioread"
+        assert "needs the program `ffmpeg` (run by the module `audioread`): apt-get install ffmpeg" in found.message
+        monkeypatch.setattr(impl.shutil, "which", lambda program: f"/usr/bin/{program}")
+        assert impl.missing_dependency(wrapped) is None  # installed after all: a verdict, not the environment
+
+
 def test_import_error_outside_the_implementation_is_not_an_environment_problem():
     try:
         import zz_vlmspec_absent_probe  # noqa: F401
