@@ -121,6 +121,15 @@ _DUMMY_IMAGE_KEYS = (
     "image_attention_mask",
 )
 """The image tensors of a text-only batch: all of them are the framework's dummy image."""
+_AUDIO_KEYS = (
+    "input_features",
+    "input_features_mask",
+    "feature_attention_mask",
+    "audio_input_features",
+    "audio_embed_sizes",
+    "audio_attention_mask",
+)
+"""The audio tensors of a batch: the framework's dummy clip in a row that has no audio of its own."""
 
 
 def check_framework_dummy_image(spec: FamilySpec, case: Case) -> None:
@@ -130,7 +139,8 @@ def check_framework_dummy_image(spec: FamilySpec, case: Case) -> None:
     labels unshifted, the dummy's tokens and pixels kept). Its vision tokens must be unattended and
     unsupervised, the vision tower must run on it (so FSDP/ZeRO-3 collectives match across ranks), and the
     real tokens' logits must equal those of the same row without the dummy's columns and pixels (fp32,
-    1e-5): the dummy image is invisible.
+    1e-5): the dummy image is invisible. A clip in a case without audio is the framework's dummy clip
+    (LLaMA-Factory, templates with an audio token) and goes with the dummy image.
     """
     dummy_image_batch = impl.get("collate_fns", "dummy_image_batch")
     processor = load_processor(spec.model_id)
@@ -162,10 +172,13 @@ def check_framework_dummy_image(spec: FamilySpec, case: Case) -> None:
         )
     real = mask != 0
     # the same row without the dummy: its columns cut, the image tensors dropped (they are the dummy's),
-    # positions left to the model (a text row's are 0..n-1); the row's own audio stays
+    # positions left to the model (a text row's are 0..n-1); the row's own audio stays, but a clip in a
+    # row without audio is the framework's dummy clip (LLaMA-Factory adds one where the template has an
+    # audio token, its tokens after the dummy image's), so it goes with its columns
+    dummy = set(_DUMMY_IMAGE_KEYS) | (set(_AUDIO_KEYS) if "audio" not in case.media else set())
     plain = {}
     for key, value in batch.items():
-        if key in _DUMMY_IMAGE_KEYS or key in ("position_ids", "rope_deltas") or not isinstance(value, torch.Tensor):
+        if key in dummy or key in ("position_ids", "rope_deltas") or not isinstance(value, torch.Tensor):
             continue
         plain[key] = value[:, real] if value.dim() == 2 and value.shape == (1, ids.shape[0]) else value
     logits_dummy, fired = _forward(spec, batch)

@@ -188,10 +188,46 @@ _PHI4_FEATURE_KEYS = (
 """What Phi-4-multimodal's feature embedding (``embed_tokens_extend``) takes besides ids and embeddings."""
 
 
+def _gemma4_audio_features(model: nn.Module, input_features: torch.Tensor, media: dict[str, Any]) -> torch.Tensor:
+    """Gemma 4: the audio soft tokens ``[n_audio_tokens, H]`` of a microbatch's clips, in clip order.
+
+    ``input_features [n_clips, T, n_mels]`` are log-mel frames zero-padded to the batch's longest clip;
+    ``input_features_mask [n_clips, T]`` (bool, True = a real frame) is required. ``get_audio_features``
+    returns ``pooler_output [n_clips, T', H]`` (``T' = ceil(ceil(T / 2) / 2)``: two stride-2 subsampling
+    convolutions, then ``embed_audio`` into the text width ``H``) and ``attention_mask [n_clips, T']``.
+    A clip's padded tail has no ``<|audio|>`` placeholder (the processor writes one per valid position),
+    so, as ``Gemma4Model.forward`` does, only the valid positions are kept; a microbatch whose clips were
+    padded for a longer clip of another microbatch then still yields exactly its own placeholders' count.
+    """
+    mask = media.get("input_features_mask")
+    if mask is None:
+        raise ValueError("Gemma4 input_features need input_features_mask (bool [n_clips, T]) to drop padded frames")
+    if tuple(mask.shape) != tuple(input_features.shape[:2]):
+        raise ValueError(
+            f"Gemma4 input_features_mask {tuple(mask.shape)} does not match input_features "
+            f"{tuple(input_features.shape)} (expected [n_clips, T] of [n_clips, T, n_mels])"
+        )
+    # a 0/1 integer mask would index by position below; the tower and the selection need booleans
+    output = _inner_vlm(model).get_audio_features(input_features, mask.to(torch.bool), return_dict=True)
+    valid = output.attention_mask.to(output.pooler_output.device)
+    return output.pooler_output[valid]
+
+
+_AUDIO_FEATURE_FNS: dict[str, Callable[[nn.Module, torch.Tensor, dict[str, Any]], torch.Tensor]] = {
+    "gemma4": _gemma4_audio_features,
+}
+"""Per-``model_type`` stage-0 audio feature functions (where the tower's output needs more than
+``pooler_output``/``last_hidden_state``)."""
+
+
 def _default_audio_features(model: nn.Module, input_features: torch.Tensor, media: dict[str, Any]) -> torch.Tensor:
     """Audio clips' features ``[n_audio_tokens, H]`` from the model's ``get_audio_features`` (Qwen3-Omni:
     ``input_features [n_clips, mels, T]`` with ``feature_attention_mask [n_clips, T]``; the audio tower's
-    ``last_hidden_state`` is what its forward scatters into the audio placeholders)."""
+    ``last_hidden_state`` is what its forward scatters into the audio placeholders). Gemma 4 keeps only
+    its clips' valid positions (``_gemma4_audio_features``)."""
+    special = _AUDIO_FEATURE_FNS.get(getattr(model.config, "model_type", None))
+    if special is not None:
+        return special(model, input_features, media)
     inner = _inner_vlm(model)
     fn = getattr(inner, "get_audio_features", None) or getattr(model, "get_audio_features", None)
     if fn is None:

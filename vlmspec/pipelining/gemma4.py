@@ -37,6 +37,7 @@ from ._common import (
     _take_media,
     _vision_dtype,
 )
+from .forwards import _gemma4_audio_features
 
 try:  # transformers >= 5 ships the container Gemma4 attention writes shared k/v into
     from transformers.cache_utils import KVSharingDict
@@ -164,7 +165,7 @@ def _gemma4_vision_masks(model: nn.Module, hidden: torch.Tensor, attention_mask,
 
 
 def _gemma4_embed(model: nn.Module, lm: nn.Module, input_ids: torch.Tensor, media: dict[str, Any]):
-    """Stage 0: token embeddings (+ token-identity PLE) with image/video soft tokens merged in."""
+    """Stage 0: token embeddings (+ token-identity PLE) with image/video/audio soft tokens merged in."""
     config = model.config
     text_config = config.get_text_config()
     mm_mask = torch.zeros_like(input_ids, dtype=torch.bool)
@@ -191,6 +192,10 @@ def _gemma4_embed(model: nn.Module, lm: nn.Module, input_ids: torch.Tensor, medi
         features = _features(_call_feature_fn(getattr(inner, fn_name), pixels, media, {}), hidden_size)
         token_mask = input_ids == getattr(config, token_name)
         inputs_embeds = _scatter_features(inputs_embeds, token_mask, features, pixel_key)
+    audio = media.get("input_features")
+    if audio is not None and audio.shape[0]:
+        features = _gemma4_audio_features(model, audio, media)
+        inputs_embeds = _scatter_features(inputs_embeds, input_ids == config.audio_token_id, features, "input_features")
     return inputs_embeds, token_ple
 
 
@@ -207,7 +212,9 @@ def create_pipeline_forward_gemma4_vlm() -> Callable:
     states straight to the patched language model. ``mm_token_type_ids [B, L]`` builds the vision
     bidirectional sliding masks on every stage. Last stage: applies ``lm_head`` and final-logit
     softcapping (``text_config.final_logit_softcapping``) and returns logits ``[B, L, V]``.
-    Audio inputs are not supported.
+    Audio: ``input_features [n_clips, T, n_mels]`` with ``input_features_mask [n_clips, T]`` (kwargs or
+    staged chunk) go through the audio tower on stage 0 (``_gemma4_audio_features``), one soft token per
+    ``<|audio|>`` placeholder.
     """
 
     def pipeline_forward_gemma4_vlm(
@@ -222,8 +229,6 @@ def create_pipeline_forward_gemma4_vlm() -> Callable:
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Any,
     ) -> torch.Tensor:
-        if kwargs.get("input_features") is not None:
-            raise ValueError("audio inputs (input_features) are not supported by the Gemma4 pipeline forward")
         lm = self.model.language_model
         is_first = inputs_embeds is None and input_ids is not None and not _is_hidden_states(input_ids)
         media = _take_media(self, kwargs, is_first)
