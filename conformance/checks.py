@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,22 @@ def runs(positions: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+_REPEATED_TOKEN = re.compile(r"(<[^<>\s]{1,40}>)\1{3,}")
+
+
+def compact(text: str) -> str:
+    """Decoded text with a run of 4+ identical ``<...>`` tokens written once with its count
+    (``'<|video_pad|>×560'``): a diff over media placeholders stays readable."""
+    return _REPEATED_TOKEN.sub(lambda m: f"{m.group(1)}×{len(m.group(0)) // len(m.group(1))}", text)
+
+
+def decode(tokenizer: Any, ids: list[int]) -> str:
+    """``repr`` of the decoded ids, placeholder runs compacted (:func:`compact`)."""
+    return compact(repr(tokenizer.decode(ids)))
+
+
 def decode_runs(tokenizer: Any, ids: list[int], positions: list[int]) -> list[str]:
-    return [f"  positions {a}-{b}: {tokenizer.decode(ids[a : b + 1])!r}" for a, b in runs(positions)]
+    return [f"  positions {a}-{b}: {decode(tokenizer, ids[a : b + 1])}" for a, b in runs(positions)]
 
 
 @dataclass(frozen=True)
@@ -204,7 +219,7 @@ def id_diff(tokenizer: Any, reference: list[int], got: list[int], limit: int = 8
             continue
         lines.append(
             f"  template positions {i1}-{i2 - 1} / collate {j1}-{j2 - 1}: "
-            f"{tokenizer.decode(reference[i1:i2])!r} -> {tokenizer.decode(got[j1:j2])!r}"
+            f"{decode(tokenizer, reference[i1:i2])} -> {decode(tokenizer, got[j1:j2])}"
         )
     if len(lines) > limit:
         lines = lines[:limit] + [f"  … {len(lines) - limit} more differing span(s)"]

@@ -198,3 +198,13 @@ def test_json_roundtrip_keeps_evidence(tmp_path):
     assert results[0]["reason"] == "pixels are fp32" and results[0]["link"] == "docs/findings.md#fp32"
     assert "pixel_values" in results[0]["evidence"]
     assert md_path.read_text() == report_mod.to_markdown(data)
+
+
+def test_placeholder_runs_are_compacted_in_failure_text():
+    """A diff over a video span names each placeholder once with its count, not 560 times."""
+    from conformance.checks import compact
+
+    text = repr("<|vision_start|>" + "<|video_pad|>" * 560 + "<|audio_pad|>" * 3 + "hi<|im_end|>")
+    assert compact(text) == "'<|vision_start|><|video_pad|>×560<|audio_pad|><|audio_pad|><|audio_pad|>hi<|im_end|>'"
+    assert compact("'<image><image><image><image>'") == "'<image>×4'"
+    assert compact("'a < b > c'") == "'a < b > c'"  # not a token

@@ -12,6 +12,8 @@ A family's record says, under ``"pp"``::
       "video_fixtures": [...],                            # optional: the video chunking batch ([] = none)
       "audio_fixtures": [...],                            # optional: the audio chunking batch
       "media_staged_fixtures": [...],                     # optional: the staged/distributed media batch
+      "video_tubelets": {"frames": 2, "patch": 16, "merge": 2},  # optional: stacked-frame videos written
+                                                          #   as image-token chunks (Nemotron omni)
       "notes": "..."                                      # why the record deviates from the defaults
     }
 
