@@ -92,6 +92,18 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--model") or config.getoption("--family"):
         selected_specs(config)  # resolve now: a bad id is a usage error, not a collection error
     _group_models_per_worker(config)
+    _share_cores_among_workers()
+
+
+def _share_cores_among_workers() -> None:
+    """On a pytest-xdist worker, torch gets its share of the cores: with torch's default thread count each,
+    ``-n 2`` on two cores runs four compute threads and every forward waits for the other worker's."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        from .pp.staged import fair_threads
+
+        torch.set_num_threads(fair_threads())
 
 
 def _group_models_per_worker(config: pytest.Config) -> None:
