@@ -149,10 +149,12 @@ def chunking_problems(spec: FamilySpec, batch_size: int, n: int, fixtures: tuple
             )
     problems += _video_problems(spec, batch, chunks, text_mbs, n, at)
     problems += _audio_problems(spec, ids, batch, chunks, n, at)
-    problems += _video_row_problems(spec, ids, batch, chunks, n, at)
+    # what each sample owns of the video rows, once per batch: both video checks read it
+    video_rows = _rows_alone(spec, ids, "pixel_values_videos") if batch.get("pixel_values_videos") is not None else []
+    problems += _video_row_problems(video_rows, batch, chunks, n, at)
     counts = torch.tensor_split(batch["n_images_per_sample"], n) if "n_images_per_sample" in batch else None
     rule = pp_record(spec)["tokens_per_image"]
-    in_videos = _video_image_tokens(spec, ids, batch)
+    in_videos = _video_image_tokens(spec, video_rows, batch) if video_rows else [0] * batch_size
     samples = torch.tensor_split(torch.arange(batch_size), n)
     documented = _documented_chunks(batch, batch_size, n)
     for k, (chunk, text) in enumerate(zip(chunks, text_mbs)):
@@ -249,27 +251,26 @@ def _rows_alone(spec: FamilySpec, ids: tuple[str, ...], key: str) -> list[int]:
     return [0 if a is None else int(a.shape[0]) for a in alone]
 
 
-def _video_image_tokens(spec: FamilySpec, ids: tuple[str, ...], batch) -> list[int]:
+def _video_image_tokens(spec: FamilySpec, video_rows: list[int], batch) -> list[int]:
     """Per sample, the image-token placeholders its video holds, by the record's ``pp.video_tubelets``
     (Nemotron omni writes each tubelet of ``frames`` stacked frames as an image chunk:
-    ``ceil(frames_of_the_video / frames) * (H / patch) * (W / patch) / merge²`` tokens); zeros without it."""
+    ``ceil(frames_of_the_video / frames) * (H / patch) * (W / patch) / merge²`` tokens); zeros without it.
+    ``video_rows``: each sample's ``pixel_values_videos`` rows (:func:`_rows_alone`)."""
     rule = (spec.extra.get("pp") or {}).get("video_tubelets")
-    pixels = batch.get("pixel_values_videos")
-    if rule is None or pixels is None:
-        return [0] * len(ids)
-    h, w = (int(d) for d in pixels.shape[-2:])
+    if rule is None:
+        return [0] * len(video_rows)
+    h, w = (int(d) for d in batch["pixel_values_videos"].shape[-2:])
     per_tubelet = whole_tokens((h // rule["patch"]) * (w // rule["patch"]), rule["merge"] ** 2, "patches / merge²")
-    return [-(-rows // rule["frames"]) * per_tubelet for rows in _rows_alone(spec, ids, "pixel_values_videos")]
+    return [-(-rows // rule["frames"]) * per_tubelet for rows in video_rows]
 
 
-def _video_row_problems(spec: FamilySpec, ids: tuple[str, ...], batch, chunks, n: int, at) -> list[str]:
+def _video_row_problems(rows: list[int], batch, chunks, n: int, at) -> list[str]:
     """Media chunk k holds exactly the ``pixel_values_videos`` rows (patches or frames) of text microbatch
     k's samples. What a sample owns is what the collate gives that sample alone: a one-sample batch leaves
     no doubt about the owner, whatever bookkeeping (grids, frame counts) the layout has or lacks."""
     key = "pixel_values_videos"
     if batch.get(key) is None:
         return []
-    rows = _rows_alone(spec, ids, key)
     if sum(rows) != batch[key].shape[0]:
         return [
             f"{at()} the batch's {key} has {batch[key].shape[0]} rows, but its samples collated alone have "

@@ -237,12 +237,12 @@ def check_staged_forward(spec: FamilySpec) -> None:
     On a model the implementation declares unsupported, one probe cell runs first; if it fails, the
     check is a skip quoting the refusal and the probe's failure (the full grid would only repeat it).
     """
-    with torch_threads(fair_threads()):
-        if refusal_of(spec) is not None:
-            batch_size, n, n_stages = PROBE
-            ref = reference_logits(spec, collated(spec, fixture_ids(spec, batch_size, "staged_fixtures")))
-            skip_if_declared_unsupported(spec, "pp_staged_forward", staged_problems(spec, batch_size, n, n_stages, ref))
-        problems = _staged_grid(spec)
+    # torch's threads are this worker's share of the cores already (the plugin sets them per xdist worker)
+    if refusal_of(spec) is not None:
+        batch_size, n, n_stages = PROBE
+        ref = reference_logits(spec, collated(spec, fixture_ids(spec, batch_size, "staged_fixtures")))
+        skip_if_declared_unsupported(spec, "pp_staged_forward", staged_problems(spec, batch_size, n, n_stages, ref))
+    problems = _staged_grid(spec)
     skip_if_declared_unsupported(spec, "pp_staged_forward", problems)
     raise_all(fallback_note(spec) + problems if problems else [], "staged-forward mismatch(es)")
 
